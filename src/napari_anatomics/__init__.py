@@ -1,0 +1,24 @@
+"""napari-anatomics: segment and quantify organelles in volume EM stacks.
+
+The headless core (no Qt) can be used from a notebook::
+
+    from napari_anatomics import open_volume, check
+    image = open_volume("stack.tif", voxel_size="10,10,40")
+
+Qt widgets live in :mod:`napari_anatomics._widgets` and only wrap the core.
+"""
+
+from .progress import CancelToken, Progress, run_job
+from .volume import Volume, format_voxel_size, parse_voxel_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CancelToken",
+    "Progress",
+    "Volume",
+    "__version__",
+    "format_voxel_size",
+    "parse_voxel_size",
+    "run_job",
+]

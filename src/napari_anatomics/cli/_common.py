@@ -1,0 +1,76 @@
+"""Helpers shared by the subcommand modules: voxel-size option, progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from ..progress import Job, Progress
+from ..volume import parse_voxel_size
+
+T = TypeVar("T")
+
+
+def add_voxel_size(parser: argparse.ArgumentParser) -> None:
+    """Add ``--voxel-size X,Y,Z`` (nm); parsed into (z, y, x) or None."""
+    parser.add_argument(
+        "--voxel-size",
+        type=_voxel_size,
+        default=None,
+        metavar="X,Y,Z",
+        help="voxel size in nm as x,y,z (e.g. 10,10,40) when the file does not record it",
+    )
+
+
+def _voxel_size(text: str) -> tuple[float, float, float]:
+    try:
+        return parse_voxel_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def triple(text: str) -> tuple[int, int, int]:
+    """argparse type for ``Z,Y,X`` integer triples (windows, strides)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three integers Z,Y,X") from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three positive integers Z,Y,X")
+    return values  # type: ignore[return-value]
+
+
+def run_with_bar(job: Job[T], desc: str, quiet: bool = False) -> T:
+    """Run a job generator with a tqdm progress bar; return its result.
+
+    Ctrl-C closes the generator, so the job's cleanup (checkpoints, temp
+    files) runs before the interrupt propagates.
+    """
+    bar = tqdm(desc=desc, unit="", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    try:
+        while True:
+            try:
+                event: Progress = next(job)
+            except StopIteration as stop:
+                return stop.value
+            if event.total is not None and bar.total != event.total:
+                bar.total = event.total
+            bar.n = event.step
+            if event.metrics:
+                bar.set_postfix(
+                    {k: f"{v:.4g}" for k, v in event.metrics.items() if k != "eta_s"},
+                    refresh=False,
+                )
+            if event.message:
+                bar.set_description(f"{desc}: {event.message}", refresh=False)
+            bar.refresh()
+    except KeyboardInterrupt:
+        job.close()
+        raise
+    finally:
+        bar.close()

@@ -1,0 +1,105 @@
+"""Progress events shared by every long job.
+
+Every long job in napari-anatomics (combining slices, training, prediction,
+post-processing, statistics, meshes) is a *generator* that yields
+:class:`Progress` events and ``return``-s its result. The consumer decides how
+to show the events (a CLI progress bar, a napari progress bar, a plot) and can
+stop the job at any time:
+
+* by closing the generator (``gen.close()``, or simply stopping iteration):
+  the job's ``finally`` blocks run, so a training run saves its checkpoint;
+* by setting a :class:`CancelToken` the job was given, which the job checks
+  between steps and answers by returning early with a partial result.
+
+napari's ``thread_worker`` runs such generators directly: ``yielded`` carries
+the events, ``returned`` the result, and ``worker.quit()`` closes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: The type of every long job: yields progress, returns a result.
+Job = Generator["Progress", None, T]
+
+
+@dataclass
+class Progress:
+    """One progress event.
+
+    Parameters
+    ----------
+    step : int
+        Units of work done so far (iterations, tiles, slices, ...).
+    total : int or None
+        Units of work in all, when known.
+    message : str
+        A short human-readable line ("tile 3/40", "iteration 120").
+    metrics : dict of str to float
+        Numbers worth plotting or printing (loss, learning rate, ETA in s).
+    payload : object
+        Optional data for the consumer, e.g. the region of the output that
+        was just written, so a viewer can refresh that tile.
+    """
+
+    step: int
+    total: int | None = None
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    payload: Any = None
+
+    @property
+    def fraction(self) -> float | None:
+        """Fraction done in [0, 1], or None when the total is unknown."""
+        if not self.total:
+            return None
+        return min(1.0, self.step / self.total)
+
+
+class CancelToken:
+    """A thread-safe flag a job checks between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next check."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self._event.is_set()
+
+
+class Cancelled(Exception):
+    """Raised by a job that cannot return a meaningful partial result."""
+
+
+def run_job(job: Job[T], callback: Callable[[Progress], Any] | None = None) -> T:
+    """Run a job generator to the end and return its result.
+
+    Parameters
+    ----------
+    job : generator
+        A generator yielding :class:`Progress` and returning a result.
+    callback : callable, optional
+        Called with each event, e.g. to print or to update a progress bar.
+
+    Returns
+    -------
+    object
+        Whatever the job returned.
+    """
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
