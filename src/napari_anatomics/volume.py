@@ -47,8 +47,7 @@ def parse_voxel_size(text: str | Sequence[float]) -> tuple[float, float, float]:
             values = [float(p) for p in parts]
         except ValueError:
             raise ValueError(
-                f"voxel size {text!r} is not understood: give X,Y,Z in nanometres, "
-                "e.g. 10,10,40"
+                f"voxel size {text!r} is not understood: give X,Y,Z in nanometres, e.g. 10,10,40"
             ) from None
     else:
         values = [float(v) for v in text]
