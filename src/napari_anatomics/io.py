@@ -371,8 +371,17 @@ def _open_zarr(path: Path, key: str | None):
     return data, voxel, f"{path}:{key}" if key else str(path)
 
 
-def _arrays(group) -> list[str]:
-    return sorted(name for name, _ in group.arrays())
+def _arrays(group, prefix: str = "") -> list[str]:
+    """Paths of all arrays in a zarr group, nested groups included."""
+    import zarr
+
+    names = []
+    for name, member in group.members():
+        if isinstance(member, zarr.Group):
+            names += _arrays(member, f"{prefix}{name}/")
+        else:
+            names.append(prefix + name)
+    return sorted(names)
 
 
 def _open_ome_zarr(group, multiscale: Mapping[str, Any], path: Path):
