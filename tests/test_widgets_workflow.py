@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from napari_anatomics._widgets._layers import add_volume, layer_volume
 from napari_anatomics._widgets._plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
+from napari_anatomics._widgets.proofread import ProofreadWidget
 from napari_anatomics.samples import load_sample
 
 #: A small crop of the sample keeps every step fast: (z, y, x).
@@ -83,3 +86,74 @@ def test_line_plot_and_histogram(qtbot):
     assert hist.counts.tolist() == [4, 0, 1]
     hist.grab()
     assert nice_ticks(0, 1, 5) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def _double_click(layer, data_coords):
+    """Call the layer's double-click callbacks as napari does, at ``data_coords``."""
+    world = layer.data_to_world(np.asarray(data_coords, dtype=float))
+    event = SimpleNamespace(
+        position=tuple(world),
+        view_direction=None,
+        dims_displayed=[1, 2],
+        modifiers=(),
+        type="mouse_double_click",
+    )
+    for callback in list(layer.mouse_double_click_callbacks):
+        callback(layer, event)
+
+
+def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
+    widget = ProofreadWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    layer = sample_viewer.layers["labels"]
+    assert widget.labels_combo.layer() is layer
+    ids = np.unique(layer.data)
+    ids = ids[ids > 0]
+    qtbot.waitUntil(lambda: len(widget.frame) == ids.size, timeout=20000)
+    assert widget.table.rowCount() == ids.size
+    assert f"{ids.size} objects" in widget.totals.text()
+    assert widget.histogram.counts.sum() == ids.size
+
+    # click a row: the viewer centres on the object and shows it alone
+    biggest = int(widget.frame.sort_values("volume_um3").iloc[-1]["id"])
+    widget.focus_object(biggest)
+    z, y, x = np.argwhere(layer.data == biggest).mean(axis=0)
+    assert sample_viewer.dims.point[0] == pytest.approx(40.0 * round(z), abs=40.0)
+    assert sample_viewer.camera.center[-1] == pytest.approx(40.0 * x, rel=1e-3)
+    assert layer.selected_label == biggest and layer.show_selected_label
+
+    # double-click the object in the viewer: it is gone, table and totals follow at once
+    before = layer.data.copy()
+    inside = np.argwhere(layer.data == biggest)[0]
+    _double_click(layer, inside)
+    assert not (layer.data == biggest).any()
+    assert widget.table.rowCount() == ids.size - 1
+    assert biggest not in set(widget.frame["id"])
+    assert f"{ids.size - 1} objects" in widget.totals.text()
+    # napari's undo restores it, and the table is measured again
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    qtbot.waitUntil(lambda: widget.table.rowCount() == ids.size, timeout=20000)
+    # a double-click on background deletes nothing
+    background = np.argwhere(layer.data == 0)[0]
+    _double_click(layer, background)
+    np.testing.assert_array_equal(layer.data, before)
+
+    # size cut-off: exactly the objects under the threshold go, in one undo step
+    threshold = float(widget.frame["volume_um3"].median())
+    small = set(widget.frame.loc[widget.frame["volume_um3"] < threshold, "id"])
+    assert widget.remove_small(threshold) == len(small) > 0
+    assert not np.isin(layer.data, list(small)).any()
+    assert len(widget.frame) == ids.size - len(small)
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    qtbot.waitUntil(lambda: len(widget.frame) == ids.size, timeout=20000)
+
+    # border-touching objects (x/y edges)
+    touching = set(widget.frame.loc[widget.frame["touches_border_xy"], "id"])
+    assert widget.remove_border("touches_border_xy") == len(touching) > 0
+    left = set(np.unique(layer.data)) - {0}
+    assert left == set(ids) - touching
+    assert not widget.frame["touches_border_xy"].any()
+    widget.undo()
+    np.testing.assert_array_equal(layer.data, before)
