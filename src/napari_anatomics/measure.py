@@ -479,3 +479,50 @@ def _class_name(value: Any, names: Sequence[str] | Mapping[int, str]) -> Any:
         return names.get(int(value), str(value))
     v = int(value)
     return names[v - 1] if 1 <= v <= len(names) else ("background" if v == 0 else str(v))
+
+
+def index_instances(labels: Any, ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Voxel counts and bounding boxes only, in one pass (cheaper than :func:`measure`).
+
+    Parameters
+    ----------
+    labels : array or Volume, (z, y, x)
+    ids : sequence of int, optional
+        Only these ids (others are ignored).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``id``, ``voxels`` and the bounding box columns of
+        :func:`measure`, sorted by id.
+    """
+    labels, _ = _unwrap(labels, None, "labels")
+    wanted = None if ids is None else np.unique(np.asarray(list(ids), dtype=np.uint64))
+    parts = []
+    for _, inner, offset in _blocks(labels):
+        block = _check_labels(_read(labels, inner))
+        if wanted is not None:
+            block = np.where(np.isin(block, wanted), block, 0)
+        local, mapping = fastremap.renumber(block, in_place=False, preserve_zero=True)
+        gid = np.zeros(len(mapping), dtype=np.uint64)
+        for old, new in mapping.items():
+            gid[new] = old
+        stats = cc3d.statistics(local, no_slice_conversion=True)
+        counts = stats["voxel_counts"].astype(np.int64)
+        present = np.flatnonzero(counts[1:]) + 1
+        bb = stats["bounding_boxes"].astype(np.int64)[present]
+        parts.append((gid[present], counts[present], bb[:, 0::2] + offset, bb[:, 1::2] + offset))
+    if not parts:
+        return pd.DataFrame({"id": [], "voxels": [], **{c: [] for c in BBOX_COLUMNS}})
+    gid = np.concatenate([p[0] for p in parts])
+    uid, inv = np.unique(gid, return_inverse=True)
+    voxels = np.zeros(len(uid), np.int64)
+    np.add.at(voxels, inv, np.concatenate([p[1] for p in parts]))
+    lo = np.full((len(uid), 3), np.iinfo(np.int64).max)
+    np.minimum.at(lo, inv, np.concatenate([p[2] for p in parts]))
+    hi = np.zeros((len(uid), 3), np.int64)
+    np.maximum.at(hi, inv, np.concatenate([p[3] for p in parts]) + 1)
+    table = pd.DataFrame({"id": uid.astype(np.int64), "voxels": voxels})
+    for k, col in enumerate(BBOX_COLUMNS):
+        table[col] = (lo if k < 3 else hi)[:, k % 3]
+    return table
