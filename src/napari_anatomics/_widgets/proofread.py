@@ -46,10 +46,7 @@ TABLE_COLUMNS = (
     "mean_intensity",
     "touches_border_xy",
 )
-BORDER_MODES = {
-    "x/y edges of the stack": "touches_border_xy",
-    "any face (also first/last slice)": "touches_border",
-}
+BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice)": "zyx"}
 
 
 class ProofreadWidget(QWidget):
@@ -276,27 +273,50 @@ class ProofreadWidget(QWidget):
             self._layer.show_selected_label = False
 
     # ---- editing ---------------------------------------------------------------------------
-    def delete_ids(self, ids: Iterable[int], what: str = "deleted") -> int:
-        """Set the voxels of objects ``ids`` to 0 as one undoable step; return the count."""
+    def _edit(self, operation: str, *args, what: str, **kwargs) -> int:
+        """Run a :mod:`napari_anatomics.proofread` operation on the layer as one undo step.
+
+        The core changes the layer's array in place (only inside the objects'
+        bounding boxes) and returns an :class:`~napari_anatomics.proofread.Edit`;
+        its regions are recorded in the layer's own history so napari's undo
+        restores them. Rows of the removed ids leave the table at once.
+        """
+        from .. import proofread
+
         layer = self._layer
-        ids = sorted({int(i) for i in ids} - {0})
-        if layer is None or not ids:
+        if layer is None:
+            show_error("Proofread: choose a labels layer first")
             return 0
         data = layer_array(layer)
-        if not isinstance(data, np.ndarray):
-            show_error("Proofread: this labels layer is read-only (on disk); save a copy first")
+        if not isinstance(data, np.ndarray) or data.ndim != 3:
+            show_error(
+                "Proofread: the labels must be a 3D layer held in memory; this one is read "
+                "from disk: save a copy (File > Save) and open it again"
+            )
             return 0
-        indices = np.nonzero(np.isin(data, ids))
-        if indices[0].size:
-            with layer.block_history():
-                layer.data_setitem(indices, 0)
+        # bounding boxes from the table, unless the layer changed since it was measured
+        fresh = "bbox_z0" in self.frame and self._state() == self._fingerprint
+        try:
+            edit = getattr(proofread, operation)(
+                data, *args, index=self.frame if fresh else None, **kwargs
+            )
+        except (ValueError, TypeError) as err:
+            show_error(f"Proofread: {err}")
+            return 0
+        record_edit(layer, edit)
         if "id" in self.frame:
-            self.set_frame(self.frame[~self.frame["id"].isin(ids)])
+            self.set_frame(self.frame[~self.frame["id"].isin(edit.ids)])
         self._fingerprint = self._state()
-        if layer.show_selected_label and layer.selected_label in ids:
+        if layer.show_selected_label and layer.selected_label in edit.ids:
             layer.show_selected_label = False
-        show_info(f"{len(ids)} object(s) {what}; undo with Ctrl+Z")
-        return len(ids)
+        if edit.ids:
+            show_info(f"{len(edit.ids)} object(s) {what}; undo with Ctrl+Z")
+        return len(edit.ids)
+
+    def delete_ids(self, ids: Iterable[int], what: str = "deleted") -> int:
+        """Delete objects ``ids`` (one undo step); return how many were deleted."""
+        ids = [int(i) for i in ids if int(i) > 0]
+        return self._edit("delete", ids, what=what) if ids else 0
 
     def _on_double_click(self, layer: Labels, event) -> None:
         value = layer.get_value(
@@ -316,20 +336,25 @@ class ProofreadWidget(QWidget):
 
     def remove_small(self, min_volume_um3: float) -> int:
         """Delete every object smaller than ``min_volume_um3`` (one undo step)."""
-        if "volume_um3" not in self.frame:
-            show_error("Proofread: measure the labels first")
-            return 0
-        small = self.frame.loc[self.frame["volume_um3"] < min_volume_um3, "id"]
-        return self.delete_ids(small, f"smaller than {min_volume_um3:g} µm³ removed")
+        voxel_size = layer_volume(self._layer).voxel_size if self._layer is not None else None
+        return self._edit(
+            "remove_small",
+            min_volume_um3,
+            unit="um3",
+            voxel_size=voxel_size,
+            what=f"smaller than {min_volume_um3:g} µm³ removed",
+        )
 
-    def remove_border(self, column: str | None = None) -> int:
-        """Delete every object touching the stack border (one undo step)."""
-        column = column or BORDER_MODES[self.border_mode.currentText()]
-        if column not in self.frame:
-            show_error("Proofread: measure the labels first")
-            return 0
-        touching = self.frame.loc[self.frame[column].astype(bool), "id"]
-        return self.delete_ids(touching, "touching the border removed")
+    def remove_border(self, axes: str | None = None) -> int:
+        """Delete every object touching the stack border (one undo step).
+
+        Parameters
+        ----------
+        axes : {"yx", "zyx"}, optional
+            Only the x/y sides, or every face; default: the panel's choice.
+        """
+        axes = axes or BORDER_MODES[self.border_mode.currentText()]
+        return self._edit("remove_border", axes=axes, what="touching the border removed")
 
     def undo(self) -> None:
         """Undo the last edit of the labels layer (same as Ctrl+Z)."""
@@ -369,3 +394,20 @@ class ProofreadWidget(QWidget):
         from .train import send_to_train
 
         send_to_train(self.viewer, self._layer, self.image_combo.layer())
+
+
+def record_edit(layer: Labels, edit) -> None:
+    """Record a core :class:`~napari_anatomics.proofread.Edit` in a layer's undo history.
+
+    The edit is already applied to ``layer.data``; each changed region becomes
+    one history atom (indices, previous values, new value), the same form
+    :meth:`napari.layers.Labels.data_setitem` records, all in one undo step.
+    """
+    if not edit.regions:
+        return
+    with layer.block_history():
+        for region in edit.regions:
+            local = np.nonzero(region.mask)
+            indices = tuple(i + s.start for i, s in zip(local, region.slices))
+            layer._save_history((indices, region.previous, edit.new_value))
+    layer.refresh()
