@@ -157,3 +157,17 @@ def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
     assert not widget.frame["touches_border_xy"].any()
     widget.undo()
     np.testing.assert_array_equal(layer.data, before)
+
+
+def test_annotate_runs_data_check(sample_viewer, qtbot):
+    widget = AnnotateWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    widget.image_combo.set_layer(sample_viewer.layers["image"])
+    widget.labels_combo.set_layer(sample_viewer.layers["labels"])
+    widget.task_combo.setCurrentText("instance")
+    assert widget.run_check() is not None
+    qtbot.waitUntil(lambda: "Verdict" in widget.check_text.toPlainText(), timeout=30000)
+    text = widget.check_text.toPlainText()
+    assert "instance" in text.splitlines()[0]
+    assert "annotated slices: 0-5 (6 of 6)" in text
+    qtbot.waitUntil(widget.check_button.isEnabled, timeout=5000)

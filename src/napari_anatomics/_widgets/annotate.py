@@ -291,7 +291,7 @@ class AnnotateWidget(QWidget):
             return check(image_volume, labels_volume, task)
 
         def done(report) -> None:
-            self.check_text.setPlainText(str(report))
+            self.check_text.setPlainText(report.to_text())
             show_info("Data Check finished: see the Annotate panel")
 
         self.check_button.setEnabled(False)
