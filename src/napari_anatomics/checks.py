@@ -419,8 +419,13 @@ def _check_pieces(report: CheckReport, data: np.ndarray) -> dict[Any, int]:
         report.add(
             "warning",
             "stray_fragments",
-            f"{len(report.fragments)} stray fragments of {sizes_[0]}-{sizes_[-1]} voxels "
-            f"(values {', '.join(sorted({_num(v) for v, _, _ in report.fragments}, key=float))}"
+            f"{len(report.fragments)} stray fragments of "
+            + (
+                f"{sizes_[0]}-{sizes_[-1]} voxels "
+                if sizes_[-1] > sizes_[0]
+                else f"{sizes_[0]} voxel(s) "
+            )
+            + f"(values {', '.join(sorted({_num(v) for v, _, _ in report.fragments}, key=float))}"
             f"): probably painting slips. Erase them, or remove small objects when "
             f"proofreading. First one: value {_num(first[0])} at (z, y, x) {first[2]}.",
             slice=first[2][0],

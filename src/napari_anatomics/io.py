@@ -108,9 +108,10 @@ def open_volume(
     if not path.exists():
         raise VolumeReadError(f"{path}: no such file or folder; check the path and spelling")
     suffix = path.suffix.lower()
+    attrs: dict[str, Any] = {}
     try:
         if suffix in ZARR_SUFFIXES or (path.is_dir() and _is_zarr(path)):
-            data, file_voxel, source = _open_zarr(path, key)
+            data, file_voxel, source, attrs = _open_zarr(path, key)
         elif path.is_dir():
             from .slices import open_slice_folder
 
@@ -120,7 +121,7 @@ def open_volume(
             data, file_voxel = _open_tiff(path)
             source = str(path)
         elif suffix in H5_SUFFIXES:
-            data, file_voxel, source = _open_h5(path, key)
+            data, file_voxel, source, attrs = _open_h5(path, key)
         else:
             raise VolumeReadError(
                 f"{path}: unsupported file type {suffix or '(none)'!r}; "
@@ -148,7 +149,7 @@ def open_volume(
     else:
         vs, origin = DEFAULT_VOXEL_SIZE, "default"
     label = name or (path.name + (f":{key}" if key else ""))
-    return Volume(data, vs, origin, source, label)
+    return Volume(data, vs, origin, source, label, metadata=attrs)
 
 
 def require_3d(volume: Volume) -> Volume:
@@ -201,6 +202,13 @@ def voxel_from_attrs(attrs: Mapping[str, Any]) -> tuple[float, float, float] | N
             continue
         return tuple(v * factor for v in values[-3:])  # type: ignore[return-value]
     return None
+
+
+def _plain(value: Any) -> Any:
+    """An h5 attribute as a plain Python value."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
 
 
 def _text(value: Any) -> str:
@@ -313,7 +321,8 @@ def _open_h5(path: Path, key: str | None):
     chunks = (dset.chunks[0] if dset.chunks else 1, *dset.shape[1:]) if dset.ndim == 3 else None
     data = da.from_array(dset, chunks=chunks or dset.shape, lock=True)
     voxel = voxel_from_attrs(dset.attrs) or voxel_from_attrs(handle.attrs)
-    return data, voxel, f"{path}:{key}"
+    attrs = {k: _plain(v) for k, v in {**handle.attrs, **dset.attrs}.items()}
+    return data, voxel, f"{path}:{key}", attrs
 
 
 def _h5_datasets(handle) -> list[str]:
@@ -354,7 +363,7 @@ def _open_zarr(path: Path, key: str | None):
             node, attrs = node[key], group_attrs
         elif multiscales:
             data, voxel = _open_ome_zarr(node, multiscales[0], path)
-            return data, voxel, f"{path}:{multiscales[0]['datasets'][0]['path']}"
+            return data, voxel, f"{path}:{multiscales[0]['datasets'][0]['path']}", group_attrs
         else:
             names = _arrays(node)
             if len(names) != 1:
@@ -368,7 +377,8 @@ def _open_zarr(path: Path, key: str | None):
             return _open_zarr(path / key, None)
     data = da.from_zarr(node)
     voxel = voxel_from_attrs(dict(node.attrs)) or voxel_from_attrs(attrs)
-    return data, voxel, f"{path}:{key}" if key else str(path)
+    source = f"{path}:{key}" if key else str(path)
+    return data, voxel, source, {**attrs, **dict(node.attrs)}
 
 
 def _arrays(group, prefix: str = "") -> list[str]:
