@@ -1,0 +1,147 @@
+"""Run a tiled prediction's regions on a dask.distributed cluster.
+
+Every region of a :class:`~napari_anatomics.tiling.TilePlan` is independent
+and covers whole output chunks, so workers predict and write regions of the
+same zarr array without coordination. Each worker process loads the model
+once: from its model folder when it has one (workers must see the folder,
+e.g. on a shared file system), otherwise from one broadcast copy of the
+network. The client only records which regions are done (for resuming).
+
+See ``docs/cluster.md`` for SLURM / PBS clusters through dask-jobqueue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from .blending import RegionPredictor
+from .model_store import TrainedModel
+from .progress import run_job
+
+#: Models loaded by this worker process, keyed by model folder.
+_WORKER_MODELS: dict[str, TrainedModel] = {}
+
+
+class _Source:
+    """Opaque holder so dask ships the lazy image as data, not as a graph to compute."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+
+def predict_regions(
+    model: TrainedModel,
+    predictor: RegionPredictor,
+    data: Any,
+    array_path: str,
+    regions: Sequence[int],
+    output: str,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> Generator[int, None, None]:
+    """Predict and write regions on a cluster; yield each region's index when written.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        Shipped by folder when ``model.folder`` is set, else broadcast once.
+    predictor : RegionPredictor
+        Its plan, TTA and batch settings are reused on the workers.
+    data : dask array
+        The stack; its graph must be readable from the workers (files on a
+        shared file system).
+    array_path : str
+        The zarr array (C, Z, Y, X) to write into.
+    regions : sequence of int
+        Indices into ``predictor.plan.regions``.
+    output : {"uint8", "float16"}
+        Storage dtype.
+    scheduler : str, optional
+        Scheduler address (``tcp://host:8786``).
+    workers : int, optional
+        Number of local worker processes when no scheduler is given.
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is not None:
+        client = Client(scheduler)
+    else:
+        if workers is None or int(workers) < 1:
+            raise ValueError(f"workers must be a positive number of processes, not {workers!r}")
+        cluster = LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    futures = []
+    try:
+        spec = _model_spec(model, client)
+        source = client.scatter(_Source(data), broadcast=True)
+        settings = (predictor.plan, predictor.tta, predictor.tta_mode, predictor.batch, output)
+        futures = [
+            client.submit(_run_region, spec, source, settings, array_path, i, pure=False)
+            for i in regions
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _model_spec(model: TrainedModel, client) -> tuple[str, Any]:
+    from . import model_store
+
+    if model.folder is not None and hasattr(model_store, "load_model"):
+        return ("folder", str(model.folder))
+    return ("object", client.scatter(model, broadcast=True))
+
+
+def _worker_model(spec: tuple[str, Any]) -> TrainedModel:
+    kind, value = spec
+    if kind == "object":
+        model = value
+        key = f"object-{id(value)}"
+    else:
+        key = value
+        model = _WORKER_MODELS.get(key)
+        if model is None:
+            from .model_store import load_model
+
+            model = load_model(value, device="auto")
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS[key] = model
+        _set_worker_threads()
+    return model
+
+
+def _set_worker_threads() -> None:
+    import torch
+    from distributed import get_worker
+
+    try:
+        torch.set_num_threads(max(1, int(get_worker().state.nthreads)))
+    except (ValueError, AttributeError):  # not running inside a worker
+        pass
+
+
+def _run_region(spec, source: _Source, settings, array_path: str, index: int) -> int:
+    import zarr
+
+    from .inference import write_region
+
+    plan, tta, tta_mode, batch, output = settings
+    model = _worker_model(spec)
+    predictor = RegionPredictor(model, plan, tta=tta, tta_mode=tta_mode, batch=batch)
+    region = plan.regions[index]
+    probs = run_job(predictor.region(source.data, region))
+    write_region(zarr.open_array(array_path, mode="r+"), region, probs, output)
+    return index

@@ -1,0 +1,310 @@
+"""Turn probability maps into labels, block by block, with exact stitching.
+
+* Semantic models: argmax over classes (or per-class thresholds), then 3D
+  connected components per class (6/18/26-connectivity) and removal of objects
+  smaller than ``min_size`` voxels. Components are stitched exactly across
+  block borders (:mod:`~napari_anatomics.stitching`): the labels equal
+  whole-volume connected components.
+* Instance models: seeds where the foreground is high and the boundary low
+  (connected components, stitched exactly, so a seed crossing a border keeps
+  one id), then a seeded watershed of the foreground on the boundary map
+  (minus the distance map when the model has one), run per block with a halo
+  so objects grow across borders with their global seed id; then removal of
+  small objects.
+
+Input is a ``(C, Z, Y, X)`` array (the zarr written by
+:func:`~napari_anatomics.inference.predict`, whose attributes give the task,
+channel names and voxel size; uint8 maps are read as ``value / 255``). Output
+is a uint32 zarr array of sequential ids with the voxel size attached. Memory
+is bounded by one block (plus its halo) and one number per object.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skimage.segmentation import watershed
+
+from .progress import CancelToken, Job, Progress
+from .stitching import block_slices, label_blocks, relabel_blocks, sequential_lut
+from .tiling import DEFAULT_CHUNKS
+
+
+def postprocess(
+    probabilities: Any,
+    out: str | Path,
+    *,
+    task: str | None = None,
+    component: str = "labels",
+    min_size: int = 0,
+    connectivity: int = 26,
+    thresholds: Sequence[float] | None = None,
+    seed_threshold: float = 0.8,
+    boundary_threshold: float = 0.3,
+    foreground_threshold: float = 0.5,
+    halo: Sequence[int] = (8, 32, 32),
+    channels: Sequence[str] | None = None,
+    voxel_size: Sequence[float] | None = None,
+    block: Sequence[int] | None = None,
+    overwrite: bool = False,
+    cancel: CancelToken | None = None,
+) -> Job[Any]:
+    """Label objects in probability maps, blockwise, into ``out/component``.
+
+    Parameters
+    ----------
+    probabilities : zarr.Array or array-like
+        ``(C, Z, Y, X)`` maps; uint8 means ``value / 255``.
+    out : str or Path
+        zarr group to write into (created if missing).
+    task : {"semantic", "instance"}, optional
+        Default: the ``task`` attribute of ``probabilities``.
+    component : str
+        Name of the labels array in the group.
+    min_size : int
+        Objects with fewer voxels are removed (become background).
+    connectivity : {6, 18, 26}
+        Neighbourhood for connected components (semantic objects, instance seeds).
+    thresholds : sequence of float, optional
+        Semantic: a probability threshold per class (background excluded); a
+        voxel takes the most probable class over its threshold. Default: argmax.
+    seed_threshold, boundary_threshold : float
+        Instance seeds: foreground >= seed_threshold and boundary <= boundary_threshold.
+    foreground_threshold : float
+        Instance: voxels with foreground below this stay background.
+    halo : sequence of 3 int
+        Instance: voxels (z, y, x) read around each block for the watershed.
+    channels : sequence of str, optional
+        Channel names; default the ``channels`` attribute, else the standard
+        order for the task.
+    voxel_size : sequence of 3 float, optional
+        (z, y, x) nm; default the ``voxel_size_nm`` attribute.
+    block : sequence of 3 int, optional
+        Processing block and output chunk (z, y, x); default the input's chunks.
+    overwrite : bool
+        Replace an existing ``component``.
+    cancel : CancelToken, optional
+        Checked between blocks; a cancelled run returns None and leaves nothing.
+
+    Yields
+    ------
+    Progress
+
+    Returns
+    -------
+    zarr.Array or None
+        uint32 labels, ids 1..n; attributes ``voxel_size_nm``, ``n_objects``,
+        ``postprocess`` (settings) and, for semantic, ``label_classes``.
+    """
+    import zarr
+
+    attrs = dict(getattr(probabilities, "attrs", {}) or {})
+    task = task or attrs.get("task")
+    if task not in ("semantic", "instance"):
+        raise ValueError(
+            "say whether the maps are 'semantic' or 'instance' (--task): "
+            f"the input does not record it (got {task!r})"
+        )
+    if np.ndim(probabilities) != 4:
+        raise ValueError(
+            f"probabilities must be (C, Z, Y, X), got shape {np.shape(probabilities)}"
+        )
+    n_channels = probabilities.shape[0]
+    channels = list(channels or attrs.get("channels") or _default_channels(task, n_channels))
+    voxel = voxel_size or attrs.get("voxel_size_nm")
+    shape = tuple(probabilities.shape[1:])
+    if block is None:
+        block = getattr(probabilities, "chunks", None)
+        block = tuple(block[1:]) if block and isinstance(block[0], int) else DEFAULT_CHUNKS
+    block = tuple(max(1, min(int(b), s)) for b, s in zip(block, shape))
+    settings = {
+        "task": task,
+        "min_size": int(min_size),
+        "connectivity": int(connectivity),
+        "thresholds": list(thresholds) if thresholds is not None else None,
+        "seed_threshold": seed_threshold,
+        "boundary_threshold": boundary_threshold,
+        "foreground_threshold": foreground_threshold,
+        "halo": list(halo),
+        "block": list(block),
+    }
+
+    group = zarr.open_group(str(out), mode="a")
+    if component in group and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds {component!r}; choose another output or overwrite it"
+        )
+    names = [f".{component}.{s}" for s in ("ids", "watershed", "partial")]
+    for name in names:
+        shutil.rmtree(Path(out) / name, ignore_errors=True)
+
+    def create(name, dtype):
+        return group.create_array(name=name, shape=shape, chunks=block, dtype=dtype, fill_value=0)
+
+    maps = _Maps(probabilities, channels)
+    finished = False
+    try:
+        ids = create(names[0], "uint64")
+        final = create(names[2], "uint32")
+        if task == "semantic":
+            label = _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel)
+        else:
+            work = create(names[1], "uint32")
+            label = _instance(
+                maps,
+                ids,
+                work,
+                final,
+                connectivity,
+                min_size,
+                seed_threshold,
+                boundary_threshold,
+                foreground_threshold,
+                halo,
+                cancel,
+            )
+        extra = yield from label
+        if extra is None:
+            return None
+        final.attrs.update(
+            {
+                "voxel_size_nm": list(voxel) if voxel is not None else None,
+                "postprocess": settings,
+                "task": task,
+                "classes": list(attrs.get("classes", [])),
+                **extra,
+            }
+        )
+        if component in group:
+            shutil.rmtree(Path(out) / component)
+        (Path(out) / names[2]).rename(Path(out) / component)
+        finished = True
+    finally:
+        for name in names[:2] if finished else names:
+            shutil.rmtree(Path(out) / name, ignore_errors=True)
+    return zarr.open_group(str(out), mode="r+")[component]
+
+
+def _default_channels(task: str, n: int) -> list[str]:
+    if task == "semantic":
+        return ["background"] + [f"class {i}" for i in range(1, n)]
+    return ["foreground", "boundary", "distance"][:n]
+
+
+class _Maps:
+    """Read float32 channels of a (C, Z, Y, X) array for a block."""
+
+    def __init__(self, array: Any, channels: Sequence[str]) -> None:
+        self.array, self.channels = array, list(channels)
+        self.scale = 1 / 255 if np.dtype(array.dtype) == np.uint8 else 1.0
+        self.shape = tuple(array.shape[1:])
+
+    def read(self, sl, channels: Sequence[str] | None = None) -> np.ndarray:
+        block = self.array[(slice(None), *sl)]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        block = np.asarray(block, dtype=np.float32) * np.float32(self.scale)
+        if channels is None:
+            return block
+        missing = [c for c in channels if c not in self.channels]
+        if missing:
+            raise ValueError(
+                f"the maps have channels {self.channels}, not {missing}: instance "
+                "post-processing needs 'foreground' and 'boundary' maps"
+            )
+        return block[[self.channels.index(c) for c in channels]]
+
+
+def _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel):
+    n_classes = maps.array.shape[0]
+    if thresholds is not None:
+        thresholds = np.asarray(thresholds, dtype=np.float32)
+        expected = max(n_classes - 1, 1)
+        if thresholds.size != expected:
+            raise ValueError(f"give one threshold per class ({expected}), not {thresholds.size}")
+
+    def classes(sl):
+        p = maps.read(sl)
+        if n_classes == 1:
+            t = thresholds[0] if thresholds is not None else 0.5
+            return (p[0] >= t).astype(np.uint8)
+        if thresholds is None:
+            return np.argmax(p, axis=0).astype(np.uint8)
+        fg = p[1:]
+        passing = fg >= thresholds[:, None, None, None]
+        best = np.argmax(np.where(passing, fg, -1.0), axis=0).astype(np.uint8) + 1
+        best[~passing.any(axis=0)] = 0
+        return best
+
+    n_blocks = len(block_slices(ids.shape, ids.chunks))
+    total = 3 * n_blocks
+    prov = yield from _counted(
+        label_blocks(classes, ids, connectivity=connectivity, cancel=cancel), 0, total
+    )
+    if prov is None:
+        return None
+    lut = sequential_lut(prov.roots, prov.sizes, min_size)
+    label_classes = np.zeros(int(lut.max()) + 1, np.int64)
+    label_classes[lut] = prov.classes
+    label_classes[0] = 0
+    ok = yield from _counted(relabel_blocks(ids, lut, final, cancel=cancel), 2 * n_blocks, total)
+    if not ok:
+        return None
+    return {"n_objects": int(lut.max()), "label_classes": label_classes.tolist()}
+
+
+def _instance(
+    maps, ids, work, final, connectivity, min_size, seed_t, boundary_t, fg_t, halo, cancel
+):
+    has_distance = "distance" in maps.channels
+
+    def seeds(sl):
+        fg, bd = maps.read(sl, ["foreground", "boundary"])
+        return ((fg >= seed_t) & (bd <= boundary_t)).astype(np.uint8)
+
+    blocks = block_slices(ids.shape, ids.chunks)
+    total = 4 * len(blocks)
+    prov = yield from _counted(
+        label_blocks(seeds, ids, connectivity=connectivity, cancel=cancel), 0, total
+    )
+    if prov is None:
+        return None
+    seed_lut = sequential_lut(prov.roots, prov.sizes)
+    n_seeds = int(seed_lut.max())
+    sizes = np.zeros(n_seeds + 1, np.int64)
+    for step, sl in enumerate(blocks, 2 * len(blocks) + 1):
+        ext = tuple(
+            slice(max(s.start - h, 0), min(s.stop + h, n)) for s, h, n in zip(sl, halo, ids.shape)
+        )
+        names = ["foreground", "boundary"] + (["distance"] if has_distance else [])
+        read = maps.read(ext, names)
+        elevation = read[1] - read[2] if has_distance else read[1]
+        markers = seed_lut[np.asarray(ids[ext]).astype(np.intp)]
+        grown = watershed(elevation, markers, mask=read[0] >= fg_t)
+        core = grown[tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext))]
+        work[sl] = core
+        sizes += np.bincount(core.ravel(), minlength=n_seeds + 1)
+        yield Progress(step, total, "watershed")
+        if cancel is not None and cancel.cancelled:
+            return None
+    lut = sequential_lut(np.arange(n_seeds + 1), sizes, min_size)
+    ok = yield from _counted(
+        relabel_blocks(work, lut, final, cancel=cancel), 3 * len(blocks), total
+    )
+    if not ok:
+        return None
+    return {"n_objects": int(lut.max())}
+
+
+def _counted(job, base: int, total: int):
+    """Re-yield a sub-job's progress shifted by ``base`` steps of ``total``."""
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(base + event.step, total, event.message)
