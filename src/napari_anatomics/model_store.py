@@ -7,8 +7,13 @@ files travel between labs and must never run code) and ``history.csv``.
 
 from __future__ import annotations
 
+import csv
+import os
+import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,3 +49,178 @@ class TrainedModel:
         if self.config.task == "semantic":
             return torch.softmax(logits.float(), dim=1)
         return torch.sigmoid(logits.float())
+
+
+WEIGHTS_NAME = "weights.pt"
+HISTORY_NAME = "history.csv"
+CHECKPOINT_NAME = "checkpoint.pt"
+#: Columns of ``history.csv``.
+HISTORY_FIELDS = ("iteration", "loss", "lr", "it_s", "val_dice", "seconds")
+
+
+@dataclass
+class ModelInfo:
+    """One entry of the model registry (see :func:`list_models`)."""
+
+    name: str
+    task: str
+    classes: list[str]
+    created: str
+    iterations: int
+    path: Path
+
+    def describe(self) -> str:
+        """One line for lists and drop-downs."""
+        return (
+            f"{self.name}: {self.task} ({', '.join(self.classes)}), "
+            f"{self.iterations} iterations, {self.created or 'date unknown'}"
+        )
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with a clear refusal of pickled objects."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} was not loaded: it carries a pickled Python object, and loading such "
+            "a file may run code. Only plain weight files are accepted; ask whoever "
+            f"shared the model for one saved by napari-anatomics ({str(err).splitlines()[0]})"
+        ) from None
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a training checkpoint atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_torch_save(state, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (weights only, no code)."""
+    return _safe_load(Path(path), device)
+
+
+def save_model(
+    folder: str | Path,
+    net: torch.nn.Module,
+    config: ModelConfig,
+    history: Sequence[dict[str, Any]] = (),
+) -> Path:
+    """Write a model folder: ``weights.pt``, ``config.json``, ``history.csv``.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created if missing. Each file is written to a temporary name and renamed.
+    net : torch.nn.Module
+    config : ModelConfig
+    history : sequence of dict
+        One row per iteration (keys from :data:`HISTORY_FIELDS`).
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not config.name:
+        config.name = folder.name
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    _atomic_torch_save(state, folder / WEIGHTS_NAME)
+    config.save(folder)
+    tmp = folder / (HISTORY_NAME + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, folder / HISTORY_NAME)
+    return folder
+
+
+def load_model(folder: str | Path, device: str | torch.device = "auto") -> TrainedModel:
+    """Load a model folder for prediction.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder written by training (``config.json`` + ``weights.pt``).
+    device : {"auto", "cpu", "cuda"} or torch.device
+
+    Returns
+    -------
+    TrainedModel
+
+    Raises
+    ------
+    ValueError
+        If the weights carry pickled objects (they could run code) or do not
+        fit the network the config describes.
+    """
+    from .models import build_network
+
+    folder = Path(folder)
+    config = ModelConfig.load(folder)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}: the model was never saved")
+    state = _safe_load(weights)
+    net = build_network(config)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{weights} does not fit the network described in {folder / 'config.json'}: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
+    net.to(device).eval()
+    return TrainedModel(net, config, device, folder)
+
+
+def list_models(root: str | Path) -> list[ModelInfo]:
+    """Models in ``root`` and its sub-folders (two levels), newest first.
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder of model folders (or a model folder itself).
+
+    Returns
+    -------
+    list of ModelInfo
+        Folders holding ``config.json`` and ``weights.pt``; unreadable ones are skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    found = []
+    candidates = [root, *root.glob("*"), *root.glob("*/*")]
+    for folder in candidates:
+        if not (folder / WEIGHTS_NAME).is_file():
+            continue
+        try:
+            config = ModelConfig.load(folder)
+        except (ValueError, TypeError, FileNotFoundError):
+            continue
+        found.append(
+            ModelInfo(
+                name=config.name or folder.name,
+                task=config.task,
+                classes=list(config.classes),
+                created=config.created,
+                iterations=int(config.iterations),
+                path=folder,
+            )
+        )
+    return sorted(found, key=lambda m: (m.created, str(m.path)), reverse=True)

@@ -1,0 +1,106 @@
+"""Data augmentation of training crops (numpy, seeded).
+
+Geometric transforms (flips, 90-degree rotations in the x/y plane, optional
+in-plane elastic deformation) are applied identically to the image, the
+labels and the loss mask *before* targets are computed, so boundaries are
+drawn on the transformed labels. Intensity transforms (brightness, contrast)
+touch the image only. z is never rotated into x/y: voxels are anisotropic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+@dataclass
+class Augmenter:
+    """Random transforms for (z, y, x) crops.
+
+    Parameters
+    ----------
+    flips : bool
+        Random flips along z, y and x.
+    rotations : bool
+        Random multiples of 90 degrees in the x/y plane (180 only when the
+        crop is not square in x/y).
+    brightness : float
+        Largest additive shift of the normalized image (in std units).
+    contrast : float
+        Largest relative change of contrast (0.2 = x0.8 to x1.2).
+    elastic : float
+        Strength (in voxels) of a smooth in-plane deformation; 0 disables it.
+    """
+
+    flips: bool = True
+    rotations: bool = True
+    brightness: float = 0.2
+    contrast: float = 0.2
+    elastic: float = 0.0
+
+    def __call__(
+        self,
+        rng: np.random.Generator,
+        image: np.ndarray,
+        labels: np.ndarray,
+        mask: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Transform one crop.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of randomness (seeded by the training run).
+        image : ndarray of float32, (z, y, x)
+            Normalized image crop.
+        labels : ndarray, (z, y, x)
+            Label crop.
+        mask : ndarray of bool, (z, y, x)
+            Loss mask of the crop.
+
+        Returns
+        -------
+        image, labels, mask : ndarray
+            Transformed, contiguous copies.
+        """
+        if self.flips:
+            for axis, flip in enumerate(rng.random(3) < 0.5):
+                if flip:
+                    image, labels, mask = (np.flip(a, axis) for a in (image, labels, mask))
+        if self.rotations:
+            square = image.shape[1] == image.shape[2]
+            k = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+            if k:
+                image, labels, mask = (np.rot90(a, k, axes=(1, 2)) for a in (image, labels, mask))
+        if self.elastic > 0:
+            image, labels, mask = _elastic(rng, self.elastic, image, labels, mask)
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        if self.contrast > 0 or self.brightness > 0:
+            gain = 1.0 + rng.uniform(-self.contrast, self.contrast)
+            shift = rng.uniform(-self.brightness, self.brightness)
+            image = image * np.float32(gain) + np.float32(shift)
+        return image, np.ascontiguousarray(labels), np.ascontiguousarray(mask)
+
+
+def _elastic(
+    rng: np.random.Generator,
+    strength: float,
+    image: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smooth random in-plane displacement, the same for every slice."""
+    _, ny, nx = image.shape
+    sigma = max(ny, nx) / 8.0
+    dy, dx = (ndi.gaussian_filter(rng.normal(size=(ny, nx)), sigma) for _ in range(2))
+    scale = strength / max(np.abs(dy).max(), np.abs(dx).max(), 1e-6)
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    coords = np.stack([yy + dy * scale, xx + dx * scale])
+    out = []
+    for array, order in ((image, 1), (labels, 0), (mask.astype(np.uint8), 0)):
+        out.append(
+            np.stack([ndi.map_coordinates(s, coords, order=order, mode="reflect") for s in array])
+        )
+    return out[0], out[1], out[2].astype(bool)

@@ -1,0 +1,130 @@
+"""Networks: a residual anisotropic 3D U-Net and 2D U-Nets from smp.
+
+:func:`build_network` rebuilds the network a :class:`ModelConfig` describes;
+:func:`plan_architecture` fills in the architecture dict (kernels, strides)
+from the voxel size when training starts, so ``config.json`` states exactly
+what was built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from ..model_config import ModelConfig
+from .unet3d import ResUNet3D, plan_levels
+
+#: Architecture names understood by :func:`build_network`.
+ARCHITECTURES = ("resunet3d", "unet2d")
+
+
+def plan_architecture(
+    name: str,
+    out_channels: int,
+    model_voxel_size: Sequence[float],
+    window: Sequence[int],
+    *,
+    width: int = 16,
+    depth: int = 4,
+    norm: str = "batch",
+    encoder: str = "resnet18",
+) -> dict[str, Any]:
+    """Architecture dict for :class:`ModelConfig`, with every choice explicit.
+
+    Parameters
+    ----------
+    name : {"resunet3d", "unet2d"}
+        3D residual U-Net (ours) or 2D smp U-Net (slice-wise).
+    out_channels : int
+        Number of output channels.
+    model_voxel_size : sequence of 3 floats
+        (z, y, x) voxel size the network sees (after downsampling).
+    window : sequence of 3 ints
+        (z, y, x) training window at model resolution.
+    width, depth : int
+        Channels of the top level and number of resolution levels.
+    norm : {"batch", "instance", "group"}
+        Normalization of the 3D U-Net.
+    encoder : str
+        smp encoder name of the 2D U-Net (no pretrained weights).
+
+    Returns
+    -------
+    dict
+    """
+    arch: dict[str, Any] = {
+        "name": name,
+        "in_channels": 1,
+        "out_channels": int(out_channels),
+        "width": int(width),
+        "depth": int(depth),
+    }
+    if name == "resunet3d":
+        kernels, strides = plan_levels(model_voxel_size, depth, int(window[0]))
+        arch.update(
+            spatial_dims=3,
+            norm=norm,
+            kernels=[list(k) for k in kernels],
+            strides=[list(s) for s in strides],
+        )
+    elif name == "unet2d":
+        arch.update(spatial_dims=2, encoder=encoder)
+    else:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {name!r}")
+    return arch
+
+
+def network_factor(arch: dict[str, Any]) -> tuple[int, int, int]:
+    """Total down-sampling (z, y, x) of a network: windows must be multiples of it."""
+    if arch["name"] == "unet2d":
+        f = 2 ** int(arch.get("depth", 4))
+        return (1, f, f)
+    factor = [1, 1, 1]
+    for stride in arch["strides"]:
+        factor = [a * int(b) for a, b in zip(factor, stride)]
+    return tuple(factor)  # type: ignore[return-value]
+
+
+def build_network(config: ModelConfig) -> nn.Module:
+    """Build the (untrained) network a model config describes.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Its ``architecture`` dict names the network (see :func:`plan_architecture`).
+
+    Returns
+    -------
+    torch.nn.Module
+        3D networks map ``(B, 1, Z, Y, X)`` to logits ``(B, C, Z, Y, X)``;
+        2D networks map ``(B, 1, Y, X)`` to ``(B, C, Y, X)``.
+    """
+    arch = dict(config.architecture)
+    arch.setdefault("out_channels", config.out_channels)
+    name = arch.get("name")
+    if name == "unet2d":
+        from .smp2d import build_unet2d
+
+        return build_unet2d(arch)
+    if name == "resunet3d":
+        if "kernels" not in arch:
+            kernels, strides = plan_levels(
+                config.model_voxel_size, int(arch.get("depth", 4)), config.window[0]
+            )
+            arch.update(kernels=kernels, strides=strides)
+        return ResUNet3D(
+            int(arch.get("in_channels", 1)),
+            int(arch["out_channels"]),
+            arch["kernels"],
+            arch["strides"],
+            width=int(arch.get("width", 16)),
+            norm=str(arch.get("norm", "batch")),
+        )
+    raise ValueError(
+        f"unknown architecture {name!r} in the model config: expected one of {ARCHITECTURES}"
+    )
+
+
+__all__ = ["ARCHITECTURES", "ResUNet3D", "build_network", "network_factor", "plan_architecture"]

@@ -1,0 +1,226 @@
+"""Training data at model resolution and random crops from the painted regions.
+
+:func:`prepare_data` reduces the image (block mean) and the labels (centre
+voxel of each block) lazily with dask, finds the annotated slices and a coarse
+map of where objects are, and keeps the reduced arrays in memory only when
+they are small (``cache_mb``); otherwise each crop is read by slicing the dask
+arrays and computing just that crop.
+
+:class:`CropSampler` draws windows that always contain an annotated slice;
+a share of them (``fg_fraction``) is centred on painted objects so that sparse
+objects are seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+
+from .augment import Augmenter
+from .model_config import normalize
+from .targets import instance_targets, loss_mask, semantic_targets
+
+#: Cell size (y, x) of the coarse foreground map used to find objects.
+FG_CELL = 16
+
+
+@dataclass
+class TrainingData:
+    """Image and labels at model resolution plus what sampling needs."""
+
+    image: np.ndarray | da.Array
+    labels: np.ndarray | da.Array
+    annotated: np.ndarray
+    fg_cells: np.ndarray
+    normalization: dict[str, float]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(z, y, x) shape at model resolution."""
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+    @property
+    def cached(self) -> bool:
+        """True when the arrays are held in memory."""
+        return isinstance(self.image, np.ndarray)
+
+
+def reduce_image(data: da.Array, factors: Sequence[int]) -> da.Array:
+    """Block mean by (z, y, x) factors (edges that do not fill a block are dropped)."""
+    factors = tuple(int(f) for f in factors)
+    if factors == (1, 1, 1):
+        return data
+    trimmed = data[tuple(slice(0, s - s % f) for s, f in zip(data.shape, factors))]
+    return da.coarsen(
+        np.mean, trimmed.astype(np.float32), dict(enumerate(factors)), trim_excess=True
+    )
+
+
+def reduce_labels(data: da.Array, factors: Sequence[int]) -> da.Array:
+    """Centre voxel of each (z, y, x) block (labels must not be averaged)."""
+    factors = tuple(int(f) for f in factors)
+    if factors == (1, 1, 1):
+        return data
+    index = tuple(slice(f // 2, s - s % f, f) for s, f in zip(data.shape, factors))
+    return data[index]
+
+
+def prepare_data(
+    image: da.Array,
+    labels: da.Array,
+    downsample: Sequence[int] = (1, 1, 1),
+    *,
+    ignore_value: int | None = None,
+    cache_mb: float = 1024.0,
+) -> TrainingData:
+    """Reduce, scan and (if small) cache the training data.
+
+    Parameters
+    ----------
+    image, labels : dask.array.Array, (z, y, x)
+        Full-resolution arrays of the same shape.
+    downsample : sequence of 3 ints
+        (z, y, x) reduction factors.
+    ignore_value : int, optional
+        Label value meaning "not painted".
+    cache_mb : float
+        Keep the reduced arrays in memory when together they are smaller.
+
+    Returns
+    -------
+    TrainingData
+    """
+    image_r = reduce_image(image, downsample)
+    labels_r = reduce_labels(labels, downsample)
+    fz = int(downsample[0])
+    painted = labels != 0
+    per_slice = painted.any(axis=(1, 2)).compute()
+    n = labels_r.shape[0]
+    annotated = np.array([per_slice[z * fz : (z + 1) * fz].any() for z in range(n)])
+    size_mb = (image_r.size * 4 + labels_r.size * labels_r.dtype.itemsize) / 1e6
+    if size_mb <= cache_mb:
+        image_r = image_r.astype(np.float32).compute()
+        labels_r = np.asarray(labels_r.compute())
+    lab = da.asarray(labels_r)
+    fg = lab > 0
+    if ignore_value is not None:
+        fg &= lab != ignore_value
+    fg = fg & da.asarray(annotated)[:, None, None]
+    ny, nx = (s // FG_CELL * FG_CELL for s in fg.shape[1:])
+    cells = da.coarsen(np.any, fg[:, :ny, :nx], {1: FG_CELL, 2: FG_CELL})
+    fg_cells = np.argwhere(np.asarray(cells.compute()))
+    idx = np.flatnonzero(annotated)
+    stride = max(1, int(np.sqrt(image_r.shape[1] * image_r.shape[2] * idx.size / 4e6)))
+    sample = da.asarray(image_r)[idx][:, ::stride, ::stride].astype(np.float64)
+    mean, std = (float(v) for v in da.compute(sample.mean(), sample.std()))
+    return TrainingData(image_r, labels_r, annotated, fg_cells, {"mean": mean, "std": std or 1.0})
+
+
+class CropSampler:
+    """Random training crops (image, targets, mask) from the painted regions.
+
+    Parameters
+    ----------
+    data : TrainingData
+    window : (int, int, int)
+        Crop size (z, y, x) at model resolution.
+    task : {"semantic", "instance"}
+    rng : numpy.random.Generator
+    x_range : (int, int), optional
+        Restrict crops to these x columns (the rest is held out for validation).
+    label_values : sequence of int
+        Semantic class values.
+    ignore_value : int, optional
+    distance : bool
+        Instance targets with a distance channel.
+    boundary_width : int
+    fg_fraction : float
+        Share of crops centred on a painted object.
+    augmenter : Augmenter, optional
+    """
+
+    def __init__(
+        self,
+        data: TrainingData,
+        window: Sequence[int],
+        task: str,
+        rng: np.random.Generator,
+        *,
+        x_range: tuple[int, int] | None = None,
+        label_values: Sequence[int] = (),
+        ignore_value: int | None = None,
+        distance: bool = False,
+        boundary_width: int = 1,
+        fg_fraction: float = 0.5,
+        augmenter: Augmenter | None = None,
+    ) -> None:
+        self.data = data
+        self.window = tuple(int(w) for w in window)
+        self.task = task
+        self.rng = rng
+        self.x_range = x_range or (0, data.shape[2])
+        self.label_values = list(label_values)
+        self.ignore_value = ignore_value
+        self.distance = distance
+        self.boundary_width = boundary_width
+        self.fg_fraction = fg_fraction
+        self.augmenter = augmenter
+        x0, x1 = self.x_range
+        cells = data.fg_cells
+        centres = cells[:, 2] * FG_CELL + FG_CELL // 2
+        self.fg_cells = cells[(centres >= x0) & (centres < x1)]
+        self.annotated_z = np.flatnonzero(data.annotated)
+
+    def _start(self, centre: int, size: int, lo: int, hi: int) -> int:
+        return int(np.clip(centre - size // 2, lo, max(lo, hi - size)))
+
+    def draw(self) -> tuple[int, int, int]:
+        """Random crop origin (z, y, x) containing at least one annotated slice."""
+        wz, wy, wx = self.window
+        nz, ny, _ = self.data.shape
+        x0, x1 = self.x_range
+        if self.fg_cells.size and self.rng.random() < self.fg_fraction:
+            z, cy, cx = self.fg_cells[self.rng.integers(len(self.fg_cells))]
+            y = cy * FG_CELL + int(self.rng.integers(FG_CELL))
+            x = cx * FG_CELL + int(self.rng.integers(FG_CELL))
+        else:
+            z = self.annotated_z[self.rng.integers(len(self.annotated_z))]
+            y = int(self.rng.integers(ny))
+            x = int(self.rng.integers(x0, x1))
+        z0 = int(np.clip(z - self.rng.integers(wz), 0, nz - wz))
+        return z0, self._start(y, wy, 0, ny), self._start(x, wx, x0, x1)
+
+    def crop(self, origin: Sequence[int], augment: bool = True):
+        """Image (1, z, y, x), targets and mask for one crop origin.
+
+        Returns
+        -------
+        image : ndarray of float32, (1, z, y, x)
+        target : ndarray, (C, z, y, x) float32 (instance) or (z, y, x) int64 (semantic)
+        mask : ndarray of bool, (z, y, x)
+        """
+        index = tuple(slice(o, o + w) for o, w in zip(origin, self.window))
+        image = normalize(np.asarray(self.data.image[index]), self.data.normalization)
+        labels = np.asarray(self.data.labels[index])
+        mask = loss_mask(labels, self.data.annotated[index[0]], self.ignore_value)
+        if augment and self.augmenter is not None:
+            image, labels, mask = self.augmenter(self.rng, image, labels, mask)
+        if self.task == "semantic":
+            target, known = semantic_targets(labels, self.label_values, self.ignore_value)
+            mask &= known
+        else:
+            target = instance_targets(
+                labels,
+                distance=self.distance,
+                boundary_width=self.boundary_width,
+                ignore_value=self.ignore_value,
+            )
+        return image[None], target, mask
+
+    def batch(self, size: int):
+        """Stack ``size`` random augmented crops: image, target, mask arrays."""
+        crops = [self.crop(self.draw()) for _ in range(size)]
+        return tuple(np.stack(parts) for parts in zip(*crops))

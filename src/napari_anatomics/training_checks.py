@@ -1,0 +1,168 @@
+"""Checks run before training starts: every problem is reported in plain words.
+
+The data itself is checked by :func:`napari_anatomics.checks.check` (shapes,
+label types, no annotated slice, semantic labels given to the instance task
+and the reverse); this module adds what depends on the training settings:
+window against the volume at model resolution and against the network's
+down-sampling, downsampling factors, validation split, classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dask.array as da
+
+from .checks import check
+from .model_config import CONFIG_NAME, ModelConfig
+from .models import ARCHITECTURES, network_factor, plan_architecture
+from .volume import Volume
+
+if TYPE_CHECKING:
+    from .training import TrainConfig
+
+
+def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> ModelConfig:
+    """Validate settings and data; return the :class:`ModelConfig` to train.
+
+    Raises
+    ------
+    ValueError
+        Naming the problem and the fix.
+    """
+    from .training import DEFAULT_WINDOW_2D, DEFAULT_WINDOW_3D, model_config_for
+
+    _check_settings(config)
+    if image.ndim != 3 or labels.ndim != 3:
+        raise ValueError(
+            f"training needs (z, y, x) stacks; got image {image.shape} and labels "
+            f"{labels.shape} (a single 2D image is a stack of one slice: shape (1, y, x))"
+        )
+    if image.shape != labels.shape:
+        raise ValueError(
+            f"image {_name(image)} has shape (z, y, x) {image.shape} but labels "
+            f"{_name(labels)} have {labels.shape}: they must cover the same voxels "
+            "(paint the labels on this image)"
+        )
+    label_data = labels.data
+    if config.ignore_value is not None:
+        label_data = da.where(label_data == config.ignore_value, 0, label_data)
+    report = check(image, Volume(label_data, labels.voxel_size, name=labels.name), config.task)
+    if not report.usable:
+        problems = "; ".join(f.message for f in report.errors)
+        raise ValueError(f"the training data is not usable: {problems}")
+    voxel = tuple(float(v) for v in (config.voxel_size or image.voxel_size))
+    model_shape = tuple(s // f for s, f in zip(image.shape, config.downsample))
+    if min(model_shape) < 1:
+        raise ValueError(
+            f"downsample {config.downsample} is larger than the volume {image.shape}: "
+            "use smaller factors"
+        )
+    flat = config.architecture == "unet2d"
+    requested = config.window
+    default = DEFAULT_WINDOW_2D if flat else DEFAULT_WINDOW_3D
+    window = tuple(requested or (min(d, s) for d, s in zip(default, model_shape)))
+    if flat and window[0] != 1:
+        raise ValueError(
+            f"2D models take windows with z = 1, not {window}: use 1,{window[1]},{window[2]}"
+        )
+    model_voxel = tuple(v * f for v, f in zip(voxel, config.downsample))
+    arch = plan_architecture(
+        config.architecture,
+        1,
+        model_voxel,
+        window,
+        width=config.width,
+        depth=config.depth,
+        norm=config.norm,
+        encoder=config.encoder,
+    )
+    factor = network_factor(arch)
+    if requested is None:
+        window = tuple(max(f, w // f * f) for w, f in zip(window, factor))
+    too_big = [a for a in range(3) if window[a] > model_shape[a]]
+    if too_big:
+        raise ValueError(
+            f"window (z, y, x) {window} is larger than the volume at model resolution "
+            f"{model_shape} (shape {image.shape} reduced by {config.downsample}): use a "
+            f"window of at most {model_shape}, or less downsampling"
+        )
+    if any(w % f for w, f in zip(window, factor)):
+        fit = tuple(max(f, w // f * f) for w, f in zip(window, factor))
+        raise ValueError(
+            f"window (z, y, x) {window} does not suit the network: each size must be a "
+            f"multiple of its down-sampling {factor} (depth {config.depth}); try {fit}"
+        )
+    _check_split(config, window, model_shape)
+    classes, values = _classes(config, report.histogram)
+    data = {
+        "image": image.source,
+        "labels": labels.source,
+        "shape": list(image.shape),
+        "annotated_slices": report.annotated_slices,
+    }
+    return model_config_for(config, voxel, window, classes, values, data)  # type: ignore[arg-type]
+
+
+def _check_settings(config: TrainConfig) -> None:
+    if config.task not in ("semantic", "instance"):
+        raise ValueError(f"task must be 'semantic' or 'instance', not {config.task!r}")
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"architecture must be one of {ARCHITECTURES}, not {config.architecture!r}"
+        )
+    if len(config.downsample) != 3 or min(config.downsample) < 1:
+        raise ValueError(
+            f"downsample must be three factors >= 1 (z, y, x), not {config.downsample}"
+        )
+    for name in ("iterations", "batch", "save_every", "width", "depth"):
+        if int(getattr(config, name)) < 1:
+            raise ValueError(f"{name} must be at least 1, not {getattr(config, name)}")
+    if config.window is not None and (len(config.window) != 3 or min(config.window) < 1):
+        raise ValueError(f"window must be three positive sizes (z, y, x), not {config.window}")
+    if not config.lr > 0:
+        raise ValueError(f"learning rate must be positive, not {config.lr}")
+    if not 0 <= config.val_fraction < 0.5:
+        raise ValueError(f"val_fraction must be in [0, 0.5), not {config.val_fraction}")
+    if config.time_limit_s is not None and config.time_limit_s <= 0:
+        raise ValueError(f"time limit must be positive, not {config.time_limit_s}")
+    if config.init_from and not (Path(config.init_from) / CONFIG_NAME).is_file():
+        raise ValueError(f"cannot fine-tune from {config.init_from}: it is not a model folder")
+
+
+def _check_split(config: TrainConfig, window, model_shape) -> None:
+    if not config.val_fraction:
+        return
+    nx, wx = model_shape[2], window[2]
+    held = max(wx, round(nx * config.val_fraction))
+    if nx - held < wx:
+        raise ValueError(
+            f"validation split {config.val_fraction} leaves {nx - held} x-columns for "
+            f"training, fewer than the window ({wx}): use a smaller window, less "
+            "downsampling or no validation split"
+        )
+
+
+def _classes(config: TrainConfig, histogram: dict) -> tuple[list[str], list[int]]:
+    if config.task == "instance":
+        names = config.class_names or ["object"]
+        if len(names) != 1:
+            raise ValueError(f"an instance model learns one structure type, not {names}")
+        return list(names), []
+    painted = sorted(int(v) for v in histogram if v != 0 and v != config.ignore_value)
+    values = [int(v) for v in (config.class_values or painted)]
+    names = config.class_names or [f"class_{v}" for v in values]
+    if len(names) != len(values):
+        raise ValueError(f"{len(names)} class names for {len(values)} class values {values}")
+    missing = sorted(set(painted) - set(values))
+    if missing:
+        raise ValueError(
+            f"label values {missing} are painted but are not among the class values "
+            f"{values}: add them, or set them to 0 or to the ignore value"
+        )
+    return list(names), values
+
+
+def _name(volume: Volume) -> str:
+    return repr(volume.source or volume.name)
