@@ -1,9 +1,214 @@
-"""Subcommands (filled in by the module's owner)."""
+"""Auto-label subcommands: ``predict`` (tiled prediction + labels) and ``postprocess``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ._common import add_voxel_size, run_with_bar, triple
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to ``sub``."""
+    """Add ``predict`` and ``postprocess``."""
+    p = sub.add_parser(
+        "predict",
+        help="predict probability maps and labels for a stack with a trained model",
+        description="Run a trained model over a stack in overlapping tiles (blended, "
+        "mirrored at the edges) and write OUT.zarr with 'probabilities' (C, Z, Y, X) and "
+        "'labels' (uint32 objects). Memory grows with the tile, not the stack. An "
+        "interrupted run resumes when started again with the same settings.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="model folder written by `anatomics train`")
+    p.add_argument("images", metavar="IMAGES", help="image stack (tif, h5[:key], zarr, folder)")
+    p.add_argument("--out", required=True, metavar="OUT.zarr", help="output zarr group")
+    p.add_argument(
+        "--stride",
+        type=triple,
+        default=None,
+        metavar="Z,Y,X",
+        help="tile step in model voxels (default: window minus 25%%; at most the window)",
+    )
+    p.add_argument("--tta", type=int, choices=(0, 4, 8), default=0, help="flips/rotations")
+    p.add_argument("--tta-mode", choices=("mean", "max"), default="mean")
+    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
+    p.add_argument(
+        "--output",
+        choices=("uint8", "float16", "float32"),
+        default="uint8",
+        help="storage of the probabilities (default uint8: value/255)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--memory-mb", type=float, default=256.0, help="memory per region (MB)")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDR", help="dask.distributed scheduler")
+    cluster.add_argument("--workers", type=int, metavar="N", help="local worker processes")
+    p.add_argument("--no-postprocess", action="store_true", help="write probabilities only")
+    _add_postprocess_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing predictions")
+    add_voxel_size(p)
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "postprocess",
+        help="turn probability maps into labels (connected components / watershed)",
+        description="Label objects in the probabilities of PRED.zarr block by block with "
+        "exact stitching across blocks: semantic maps by connected components per class, "
+        "instance maps by a seeded watershed. Writes LABELS.zarr:labels (uint32).",
+    )
+    p.add_argument("pred", metavar="PRED.zarr", help="output of `anatomics predict` (or :key)")
+    p.add_argument("--out", required=True, metavar="LABELS.zarr", help="output zarr group")
+    p.add_argument(
+        "--task",
+        choices=("semantic", "instance"),
+        default=None,
+        help="kind of maps (default: as recorded by predict)",
+    )
+    _add_postprocess_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing labels")
+    add_voxel_size(p)
+    p.set_defaults(func=_postprocess)
+
+
+def _add_postprocess_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-size", type=int, default=0, help="remove objects under N voxels")
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
+    p.add_argument(
+        "--thresholds",
+        type=_floats,
+        default=None,
+        metavar="T1,T2,...",
+        help="semantic: probability threshold per class (default: most probable class)",
+    )
+    p.add_argument(
+        "--seed-threshold",
+        type=float,
+        default=0.8,
+        help="instance: seeds need foreground >= this (default 0.8)",
+    )
+    p.add_argument(
+        "--boundary-threshold",
+        type=float,
+        default=0.3,
+        help="instance: seeds need boundary <= this (default 0.3)",
+    )
+    p.add_argument(
+        "--foreground-threshold",
+        type=float,
+        default=0.5,
+        help="instance: object voxels need foreground >= this (default 0.5)",
+    )
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers like 0.5,0.6") from None
+
+
+def _postprocess_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "min_size": args.min_size,
+        "connectivity": args.connectivity,
+        "thresholds": args.thresholds,
+        "seed_threshold": args.seed_threshold,
+        "boundary_threshold": args.boundary_threshold,
+        "foreground_threshold": args.foreground_threshold,
+    }
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import zarr
+
+    from ..inference import model_fingerprint, predict
+    from ..io import open_volume, require_3d
+    from ..model_store import load_model
+    from ..postprocess import postprocess
+    from ..volume import format_voxel_size
+
+    model = load_model(args.model, device=args.device)
+    image = require_3d(open_volume(args.images, voxel_size=args.voxel_size))
+    print(f"model {model.config.name or args.model} ({model.config.task}) on {model.device}")
+    print(image.describe())
+    trained = model.config.voxel_size
+    if any(abs(a - b) > 0.1 * b for a, b in zip(image.voxel_size, trained)):
+        print(
+            f"note: the model was trained on {format_voxel_size(trained)} voxels; "
+            "check the voxel size (--voxel-size X,Y,Z) if objects look wrong"
+        )
+    job = predict(
+        model,
+        image,
+        args.out,
+        stride=args.stride,
+        tta=args.tta,
+        tta_mode=args.tta_mode,
+        batch=args.batch,
+        output=args.output,
+        memory_mb=args.memory_mb,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    probabilities = run_with_bar(job, "predict")
+    settings = dict(probabilities.attrs["prediction"])
+    group = zarr.open_group(args.out, mode="a")
+    group.attrs.update(
+        {
+            "model": {**model_fingerprint(model), "config": model.config.to_dict()},
+            "image": image.source,
+            "voxel_size_nm": list(image.voxel_size),
+            "prediction": settings,
+        }
+    )
+    print(f"wrote {args.out}:probabilities {tuple(probabilities.shape)} {probabilities.dtype}")
+    if args.no_postprocess:
+        return 0
+    labels = run_with_bar(
+        postprocess(
+            probabilities,
+            args.out,
+            overwrite=True,
+            voxel_size=image.voxel_size,
+            **_postprocess_kwargs(args),
+        ),
+        "postprocess",
+    )
+    group.attrs["postprocess"] = dict(labels.attrs["postprocess"])
+    print(f"wrote {args.out}:labels, {labels.attrs['n_objects']} objects")
+    return 0
+
+
+def _postprocess(args: argparse.Namespace) -> int:
+    import zarr
+
+    from ..io import split_key
+    from ..postprocess import postprocess
+
+    path, key = split_key(args.pred)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such prediction; check the path")
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        key = key or "probabilities"
+        if key not in node:
+            raise ValueError(
+                f"{path} has no {key!r} array; give PRED.zarr:NAME of the probability maps"
+            )
+        node = node[key]
+    labels = run_with_bar(
+        postprocess(
+            node,
+            args.out,
+            task=args.task,
+            voxel_size=args.voxel_size,
+            overwrite=args.overwrite,
+            **_postprocess_kwargs(args),
+        ),
+        "postprocess",
+    )
+    zarr.open_group(args.out, mode="a").attrs.update(
+        {"source": str(args.pred), "postprocess": dict(labels.attrs["postprocess"])}
+    )
+    print(f"wrote {args.out}:labels, {labels.attrs['n_objects']} objects")
+    return 0
