@@ -46,6 +46,7 @@ def postprocess(
     seed_threshold: float = 0.8,
     boundary_threshold: float = 0.3,
     foreground_threshold: float = 0.5,
+    distance_threshold: float = 0.5,
     halo: Sequence[int] = (8, 32, 32),
     channels: Sequence[str] | None = None,
     voxel_size: Sequence[float] | None = None,
@@ -76,6 +77,9 @@ def postprocess(
         Instance seeds: foreground >= seed_threshold and boundary <= boundary_threshold.
     foreground_threshold : float
         Instance: voxels with foreground below this stay background.
+    distance_threshold : float
+        Instance maps with a ``distance`` channel: seeds also need distance >= this,
+        and the watershed floods ``boundary - distance``.
     halo : sequence of 3 int
         Instance: voxels (z, y, x) read around each block for the watershed.
     channels : sequence of str, optional
@@ -129,6 +133,7 @@ def postprocess(
         "seed_threshold": seed_threshold,
         "boundary_threshold": boundary_threshold,
         "foreground_threshold": foreground_threshold,
+        "distance_threshold": distance_threshold,
         "halo": list(halo),
         "block": list(block),
     }
@@ -154,19 +159,8 @@ def postprocess(
             label = _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel)
         else:
             work = create(names[1], "uint32")
-            label = _instance(
-                maps,
-                ids,
-                work,
-                final,
-                connectivity,
-                min_size,
-                seed_threshold,
-                boundary_threshold,
-                foreground_threshold,
-                halo,
-                cancel,
-            )
+            levels = (seed_threshold, boundary_threshold, foreground_threshold, distance_threshold)
+            label = _instance(maps, ids, work, final, connectivity, min_size, levels, halo, cancel)
         extra = yield from label
         if extra is None:
             return None
@@ -257,14 +251,17 @@ def _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel):
     return {"n_objects": int(lut.max()), "label_classes": label_classes.tolist()}
 
 
-def _instance(
-    maps, ids, work, final, connectivity, min_size, seed_t, boundary_t, fg_t, halo, cancel
-):
+def _instance(maps, ids, work, final, connectivity, min_size, levels, halo, cancel):
+    seed_t, boundary_t, fg_t, distance_t = levels
     has_distance = "distance" in maps.channels
+    names = ["foreground", "boundary"] + (["distance"] if has_distance else [])
 
     def seeds(sl):
-        fg, bd = maps.read(sl, ["foreground", "boundary"])
-        return ((fg >= seed_t) & (bd <= boundary_t)).astype(np.uint8)
+        read = maps.read(sl, names)
+        seed = (read[0] >= seed_t) & (read[1] <= boundary_t)
+        if has_distance:
+            seed &= read[2] >= distance_t
+        return seed.astype(np.uint8)
 
     blocks = block_slices(ids.shape, ids.chunks)
     total = 4 * len(blocks)
@@ -280,7 +277,6 @@ def _instance(
         ext = tuple(
             slice(max(s.start - h, 0), min(s.stop + h, n)) for s, h, n in zip(sl, halo, ids.shape)
         )
-        names = ["foreground", "boundary"] + (["distance"] if has_distance else [])
         read = maps.read(ext, names)
         elevation = read[1] - read[2] if has_distance else read[1]
         markers = seed_lut[np.asarray(ids[ext]).astype(np.intp)]

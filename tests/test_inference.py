@@ -1,0 +1,190 @@
+"""Tiled prediction: exact blending, stride checks, TTA, resume, cancel, cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from napari_anatomics.inference import predict
+from napari_anatomics.model_config import ModelConfig
+from napari_anatomics.model_store import TrainedModel
+from napari_anatomics.progress import CancelToken, run_job
+from napari_anatomics.tiling import TilePlan, check_stride
+from napari_anatomics.volume import Volume
+
+NORM = {"mean": 120.0, "std": 60.0}
+
+
+def conv_model(window=(8, 16, 16), downsample=(1, 1, 1), symmetric=False, seed=0):
+    """A fixed 3x3x3 convolution (translation-equivariant), sigmoid outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    net = torch.nn.Conv3d(1, 2, 3, padding=1)
+    with torch.no_grad():
+        w = torch.randn(net.weight.shape, generator=generator)
+        if symmetric:  # invariant under flips of z, y, x and the y/x swap
+            for dims in ((2,), (3,), (4,)):
+                w = w + w.flip(dims)
+            w = w + w.transpose(3, 4)
+        net.weight.copy_(w / w.abs().sum(dim=(2, 3, 4), keepdim=True))
+        net.bias.fill_(0.1)
+    config = ModelConfig(
+        task="instance",
+        classes=["organelle"],
+        window=window,
+        voxel_size=(40, 10, 10),
+        architecture={"name": "toy", "spatial_dims": 3},
+        targets=["foreground", "boundary"],
+        normalization=NORM,
+        downsample=downsample,
+    )
+    return TrainedModel(net.eval(), config, torch.device("cpu"))
+
+
+def whole_volume(model, image):
+    x = torch.from_numpy((image.astype(np.float32) - NORM["mean"]) / NORM["std"])
+    return model(x[None, None])[0].numpy()
+
+
+@pytest.fixture
+def image():
+    return np.random.default_rng(0).integers(0, 256, (20, 50, 60)).astype(np.uint8)
+
+
+def run(model, image, out, **kwargs):
+    kwargs.setdefault("chunks", (8, 16, 16))
+    kwargs.setdefault("threads", 1)
+    events = []
+    result = run_job(predict(model, Volume(image), out, **kwargs), events.append)
+    return result, [e.payload for e in events if e.payload is not None]
+
+
+def test_blending_reproduces_whole_volume_inference(image, tmp_path):
+    model = conv_model()
+    result, regions = run(model, image, tmp_path / "p.zarr", output="float32", memory_mb=1)
+    assert len(regions) > 4  # processed region by region, each reported
+    assert result.shape == (2, *image.shape)
+    assert result.chunks == (2, 8, 16, 16)
+    ref = whole_volume(model, image)
+    inner = (slice(None), slice(1, -1), slice(1, -1), slice(1, -1))
+    np.testing.assert_allclose(result[:][inner], ref[inner], atol=2e-6)
+    # uint8 storage: the same maps rounded to 1/255
+    quantized, _ = run(model, image, tmp_path / "q.zarr")
+    assert quantized.dtype == np.uint8
+    assert np.abs(quantized[:][inner] / 255.0 - ref[inner]).max() <= 0.5 / 255 + 1e-6
+    attrs = dict(result.attrs)
+    assert attrs["channels"] == ["foreground", "boundary"]
+    assert attrs["voxel_size_nm"] == list(Volume(image).voxel_size)
+    assert "done_regions" not in attrs
+
+
+def test_regions_do_not_change_the_result_with_downsampling(image, tmp_path):
+    model = conv_model(downsample=(1, 2, 2))
+    small, regions = run(model, image, tmp_path / "a.zarr", output="float32", memory_mb=1)
+    whole, one = run(model, image, tmp_path / "b.zarr", output="float32", memory_mb=512)
+    assert len(regions) > 1 and len(one) == 1
+    np.testing.assert_array_equal(small[:], whole[:])
+    # full resolution out; a constant image gives the constant whole-volume answer
+    flat = np.full(image.shape, 77, np.uint8)
+    const, _ = run(model, flat, tmp_path / "c.zarr", output="float32")
+    np.testing.assert_allclose(
+        const[:], whole_volume(model, flat)[:, 5:6, 5:6, 5:6] * np.ones_like(const[:]), atol=1e-5
+    )
+
+
+def test_stride_and_window_validation(image, tmp_path):
+    with pytest.raises(ValueError, match="gaps"):
+        check_stride((9, 8, 8), (8, 16, 16))
+    with pytest.raises(ValueError, match="positive"):
+        check_stride((0, 8, 8), (8, 16, 16))
+    with pytest.raises(ValueError, match="larger than the model window"):
+        run_job(predict(conv_model(), Volume(image), tmp_path / "x.zarr", stride=(8, 17, 8)))
+    # stride == window is allowed (no overlap, no border), default overlaps by 25 %
+    plan = TilePlan.create(image.shape, (8, 16, 16), stride=(8, 16, 16))
+    assert plan.border == (0, 0, 0)
+    assert TilePlan.create(image.shape, (8, 16, 16)).stride == (6, 12, 12)
+    model = conv_model()
+    result, _ = run(model, image, tmp_path / "s.zarr", output="float32", stride=(8, 16, 16))
+    assert result.shape == (2, *image.shape)
+    # a stack smaller than the window is padded by reflection, not refused
+    tiny = image[:3, :5, :7]
+    small, _ = run(model, tiny, tmp_path / "t.zarr", output="float32")
+    assert small.shape == (2, 3, 5, 7)
+    np.testing.assert_allclose(
+        small[:][:, 1:2, 1:4, 1:6], whole_volume(model, tiny)[:, 1:2, 1:4, 1:6], atol=2e-6
+    )
+    with pytest.raises(ValueError, match="3D"):
+        run_job(predict(model, Volume(image[0]), tmp_path / "u.zarr"))
+
+
+@pytest.mark.parametrize("tta,mode", [(4, "mean"), (8, "max")])
+def test_tta_with_symmetric_model_equals_plain(image, tmp_path, tta, mode):
+    model = conv_model(symmetric=True)
+    plain, _ = run(model, image, tmp_path / "a.zarr", output="float32")
+    aug, _ = run(
+        model, image, tmp_path / "b.zarr", output="float32", tta=tta, tta_mode=mode, batch=3
+    )
+    np.testing.assert_allclose(aug[:], plain[:], atol=1e-5)
+    # an asymmetric model does change under TTA
+    skew = conv_model(seed=3)
+    a, _ = run(skew, image, tmp_path / "c.zarr", output="float32")
+    b, _ = run(skew, image, tmp_path / "d.zarr", output="float32", tta=tta, tta_mode=mode)
+    assert np.abs(a[:] - b[:]).max() > 1e-3
+    with pytest.raises(ValueError, match="tta"):
+        run(model, image, tmp_path / "e.zarr", tta=3)
+
+
+def test_resume_after_interruption(image, tmp_path):
+    model = conv_model()
+    out = tmp_path / "r.zarr"
+    job = predict(model, Volume(image), out, chunks=(8, 16, 16), memory_mb=1, threads=1)
+    written = 0
+    for event in job:
+        written += event.payload is not None
+        if written == 3:
+            break
+    job.close()  # killed mid-way
+    group = zarr.open_group(str(out))
+    assert "probabilities" not in group
+    assert len(group[".probabilities.partial"].attrs["done_regions"]) == 3
+    resumed, regions = run(model, image, out, memory_mb=1)
+    fresh, all_regions = run(model, image, tmp_path / "f.zarr", memory_mb=1)
+    assert len(regions) == len(all_regions) - 3  # done regions are skipped
+    np.testing.assert_array_equal(resumed[:], fresh[:])
+    assert ".probabilities.partial" not in zarr.open_group(str(out))
+    # finished: a rerun with the same settings does nothing, other settings are refused
+    again, none = run(model, image, out, memory_mb=1)
+    assert none == [] and np.array_equal(again[:], fresh[:])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run(model, image, out, memory_mb=1, tta=4)
+    replaced, _ = run(model, image, out, memory_mb=1, tta=4, overwrite=True)
+    assert replaced.attrs["prediction"]["tta"] == 4
+
+
+def test_cancel_returns_none_and_resumes(image, tmp_path):
+    token = CancelToken()
+    job = predict(
+        conv_model(),
+        Volume(image),
+        tmp_path / "c.zarr",
+        chunks=(8, 16, 16),
+        memory_mb=1,
+        threads=1,
+        cancel=token,
+    )
+    token.cancel()
+    assert run_job(job) is None
+    done = zarr.open_group(str(tmp_path / "c.zarr"))[".probabilities.partial"].attrs
+    assert done["done_regions"] == []
+
+
+@pytest.mark.slow
+def test_local_cluster_matches_single_process(image, tmp_path):
+    model = conv_model(downsample=(1, 2, 2))
+    single, _ = run(model, image, tmp_path / "s.zarr", output="float32", memory_mb=1, batch=2)
+    cluster, regions = run(
+        model, image, tmp_path / "d.zarr", output="float32", memory_mb=1, batch=2, workers=2
+    )
+    assert len(regions) > 1
+    np.testing.assert_array_equal(cluster[:], single[:])

@@ -1,0 +1,196 @@
+"""Blockwise post-processing: exact connected components, seeded watershed, stitching."""
+
+from __future__ import annotations
+
+import cc3d
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+
+from napari_anatomics.postprocess import postprocess
+from napari_anatomics.progress import run_job
+from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.stitching import neighbour_offsets
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two label images are equal up to renumbering of the ids."""
+    if not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))
+
+
+def class_maps(cls: np.ndarray, n_classes: int) -> np.ndarray:
+    """uint8 probability maps (C, Z, Y, X) whose argmax is ``cls``."""
+    p = np.full((n_classes, *cls.shape), 30, np.uint8)
+    for c in range(n_classes):
+        p[c][cls == c] = 200
+    return p
+
+
+def blobs(shape, seed):
+    noise = ndi.gaussian_filter(np.random.default_rng(seed).normal(size=shape), 1.5)
+    cls = np.zeros(shape, np.uint8)
+    cls[noise > 0.08] = 1
+    cls[noise < -0.1] = 2
+    return cls
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_semantic_components_equal_whole_volume(tmp_path, connectivity):
+    cls = blobs((20, 60, 70), seed=connectivity)
+    result = run_job(
+        postprocess(
+            class_maps(cls, 3),
+            tmp_path / "l.zarr",
+            task="semantic",
+            connectivity=connectivity,
+            block=(8, 16, 16),
+            voxel_size=(40, 10, 10),
+        )
+    )
+    labels = result[:]
+    expected = cc3d.connected_components(cls, connectivity=connectivity)
+    assert result.dtype == np.uint32
+    assert result.attrs["n_objects"] == expected.max() > 50
+    assert same_partition(labels, expected)
+    assert np.array_equal(np.unique(labels), np.arange(expected.max() + 1))  # sequential
+    assert result.attrs["voxel_size_nm"] == [40, 10, 10]
+    # each object keeps its class
+    label_classes = np.asarray(result.attrs["label_classes"])
+    assert np.array_equal(label_classes[labels], cls)
+
+
+def test_semantic_min_size_and_thresholds(tmp_path):
+    cls = np.zeros((10, 40, 40), np.uint8)
+    cls[2:8, 5:30, 14:18] = 1  # 600 voxels crossing block borders
+    cls[1, 1, 1] = 1  # 1 voxel
+    cls[5:7, 35:38, 35:38] = 2  # 18 voxels
+    maps = class_maps(cls, 3)
+    big = run_job(
+        postprocess(maps, tmp_path / "a.zarr", task="semantic", min_size=20, block=(4, 8, 8))
+    )[:]
+    assert big.max() == 1 and np.count_nonzero(big) == 600
+    kept = cls == 1
+    kept[1, 1, 1] = False
+    assert np.array_equal(big > 0, kept)
+    # per-class thresholds: class 2 needs more than it has (200/255 = 0.78)
+    strict = run_job(
+        postprocess(
+            maps, tmp_path / "b.zarr", task="semantic", thresholds=[0.5, 0.9], block=(4, 8, 8)
+        )
+    )
+    assert strict.attrs["n_objects"] == 2 and not np.any(strict[:][cls == 2])
+    with pytest.raises(ValueError, match="one threshold per class"):
+        run_job(postprocess(maps, tmp_path / "c.zarr", task="semantic", thresholds=[0.5]))
+    with pytest.raises(ValueError, match="semantic' or 'instance"):
+        run_job(postprocess(maps, tmp_path / "d.zarr"))
+
+
+def instance_maps(labels: np.ndarray) -> np.ndarray:
+    """Foreground and (smooth) boundary maps (float32) drawn from instance labels."""
+    fg = (labels > 0).astype(np.float32)
+    eroded = ndi.grey_erosion(labels, size=(3, 3, 3))
+    dilated = ndi.grey_dilation(labels, size=(3, 3, 3))
+    boundary = ((labels > 0) & ((eroded != labels) | (dilated != labels))).astype(np.float32)
+    boundary = ndi.gaussian_filter(boundary, 1.0)  # smooth, like a network's output
+    return np.stack([fg, boundary / boundary.max()])
+
+
+def test_instance_watershed_counts_and_stitches(tmp_path):
+    truth = synthetic_sbfsem((16, 96, 96), 14, voxel_size=(40, 20, 20), seed=5)
+    result = run_job(
+        postprocess(
+            instance_maps(truth.labels),
+            tmp_path / "i.zarr",
+            task="instance",
+            block=(8, 32, 32),
+            halo=(4, 16, 16),
+        )
+    )
+    labels = result[:]
+    assert result.attrs["n_objects"] == truth.n_objects == labels.max()
+    # identical to one whole-volume seeded watershed on the same maps
+    fg, boundary = instance_maps(truth.labels)
+    seeds = cc3d.connected_components((fg >= 0.8) & (boundary <= 0.3), connectivity=26)
+    assert same_partition(labels, watershed(boundary, seeds, mask=fg >= 0.5))
+    assert np.array_equal(labels > 0, truth.labels > 0)
+    # many objects cross block borders and still have one id each
+    crossing = [
+        i
+        for i in range(1, truth.n_objects + 1)
+        if len(
+            {
+                tuple(np.floor_divide(np.argwhere(truth.labels == i), (8, 32, 32)).tolist()[k])
+                for k in (0, -1)
+            }
+        )
+        > 1
+    ]
+    assert len(crossing) >= 3
+
+
+def test_touching_objects_across_borders(tmp_path):
+    # two slabs touching along y = 20, both crossing the z, y and x block borders
+    labels = np.zeros((12, 40, 40), np.uint32)
+    labels[2:10, 6:20, 4:36] = 1
+    labels[2:10, 20:34, 4:36] = 2
+    labels[5, 37, 37] = 3  # a one-voxel object
+    maps = instance_maps(labels)
+    maps[1][labels == 3] = 0
+    result = run_job(
+        postprocess(
+            maps,
+            tmp_path / "t.zarr",
+            task="instance",
+            block=(6, 16, 16),
+            halo=(2, 8, 8),
+            connectivity=6,
+        )
+    )
+    assert result.attrs["n_objects"] == 3
+    assert same_partition(result[:], labels)
+    pruned = run_job(
+        postprocess(
+            maps,
+            tmp_path / "t.zarr",
+            task="instance",
+            min_size=2,
+            block=(6, 16, 16),
+            halo=(2, 8, 8),
+            overwrite=True,
+        )
+    )
+    assert pruned.attrs["n_objects"] == 2 and not pruned[:][5, 37, 37]
+    with pytest.raises(FileExistsError):
+        run_job(postprocess(maps, tmp_path / "t.zarr", task="instance"))
+
+
+def test_instance_distance_channel_splits_touching_objects(tmp_path):
+    labels = np.zeros((8, 30, 30), np.uint32)
+    labels[1:7, 3:14, 3:27] = 1
+    labels[1:7, 14:27, 3:27] = 2  # touching, and no boundary is predicted between them
+    dist = np.zeros(labels.shape)
+    for i in (1, 2):
+        edt = ndi.distance_transform_edt(np.pad(labels == i, 1))[1:-1, 1:-1, 1:-1]
+        dist += edt / edt.max()
+    fg, boundary = (labels > 0).astype(np.float32), np.zeros(labels.shape, np.float32)
+    maps = np.rint(np.stack([fg, boundary, dist]) * 255).astype(np.uint8)  # uint8 storage
+    kwargs = {"task": "instance", "block": (4, 16, 16), "halo": (2, 8, 8)}
+    out = run_job(
+        postprocess(
+            maps, tmp_path / "d.zarr", **kwargs, channels=["foreground", "boundary", "distance"]
+        )
+    )
+    assert out.attrs["n_objects"] == 2
+    assert same_partition(out[:], labels)
+    merged = run_job(postprocess(maps[:2], tmp_path / "e.zarr", **kwargs))
+    assert merged.attrs["n_objects"] == 1
+
+
+def test_neighbour_offsets():
+    assert [len(neighbour_offsets(c)) for c in (6, 18, 26)] == [3, 9, 13]
+    with pytest.raises(ValueError, match="connectivity"):
+        neighbour_offsets(8)
