@@ -18,22 +18,45 @@ from typing import Any
 from .blending import RegionPredictor
 from .model_store import TrainedModel
 from .progress import run_job
+from .volume import Volume
 
 #: Models loaded by this worker process, keyed by model folder.
 _WORKER_MODELS: dict[str, TrainedModel] = {}
+#: Images opened by this worker process, keyed by source path.
+_WORKER_IMAGES: dict[str, Any] = {}
 
 
 class _Source:
-    """Opaque holder so dask ships the lazy image as data, not as a graph to compute."""
+    """Where workers get the image: its file (reopened once per worker) or the array itself.
 
-    def __init__(self, data: Any) -> None:
-        self.data = data
+    An opaque holder, so dask ships the lazy array as data, not as a graph to compute.
+    """
+
+    def __init__(self, volume: Volume) -> None:
+        self.path = volume.source if volume.source and _is_file(volume.source) else None
+        self.array = None if self.path else volume.data
+
+    @property
+    def data(self) -> Any:
+        if self.path is None:
+            return self.array
+        if self.path not in _WORKER_IMAGES:
+            from .io import open_volume
+
+            _WORKER_IMAGES[self.path] = open_volume(self.path).data
+        return _WORKER_IMAGES[self.path]
+
+
+def _is_file(source: str) -> bool:
+    from .io import split_key
+
+    return split_key(source)[0].exists()
 
 
 def predict_regions(
     model: TrainedModel,
     predictor: RegionPredictor,
-    data: Any,
+    image: Volume,
     array_path: str,
     regions: Sequence[int],
     output: str,
@@ -49,9 +72,9 @@ def predict_regions(
         Shipped by folder when ``model.folder`` is set, else broadcast once.
     predictor : RegionPredictor
         Its plan, TTA and batch settings are reused on the workers.
-    data : dask array
-        The stack; its graph must be readable from the workers (files on a
-        shared file system).
+    image : Volume
+        The stack. Workers reopen its source file (which must be on a file
+        system they share); an image without a file is sent as an array.
     array_path : str
         The zarr array (C, Z, Y, X) to write into.
     regions : sequence of int
@@ -81,7 +104,7 @@ def predict_regions(
     futures = []
     try:
         spec = _model_spec(model, client)
-        source = client.scatter(_Source(data), broadcast=True)
+        source = client.scatter(_Source(image), broadcast=True)
         settings = (predictor.plan, predictor.tta, predictor.tta_mode, predictor.batch, output)
         futures = [
             client.submit(_run_region, spec, source, settings, array_path, i, pure=False)

@@ -169,7 +169,7 @@ def predict(
         events = predict_regions(
             model,
             predictor,
-            image.data,
+            image,
             str(partial_path),
             todo,
             output,

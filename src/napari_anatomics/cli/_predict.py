@@ -97,6 +97,12 @@ def _add_postprocess_options(p: argparse.ArgumentParser) -> None:
         default=0.5,
         help="instance: object voxels need foreground >= this (default 0.5)",
     )
+    p.add_argument(
+        "--distance-threshold",
+        type=float,
+        default=0.5,
+        help="instance maps with a distance channel: seeds need distance >= this (default 0.5)",
+    )
 
 
 def _floats(text: str) -> list[float]:
@@ -114,6 +120,7 @@ def _postprocess_kwargs(args: argparse.Namespace) -> dict:
         "seed_threshold": args.seed_threshold,
         "boundary_threshold": args.boundary_threshold,
         "foreground_threshold": args.foreground_threshold,
+        "distance_threshold": args.distance_threshold,
     }
 
 

@@ -1,0 +1,144 @@
+"""`anatomics predict` and `anatomics postprocess` end to end on a small saved model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+
+from napari_anatomics.cli import main
+from napari_anatomics.model_config import ModelConfig
+from napari_anatomics.model_store import save_model
+from napari_anatomics.models import build_network, plan_architecture
+from napari_anatomics.postprocess import postprocess
+from napari_anatomics.progress import run_job
+from napari_anatomics.samples import synthetic_sbfsem
+
+LEVELS = [
+    "--seed-threshold",
+    "0.5",
+    "--boundary-threshold",
+    "0.6",
+    "--foreground-threshold",
+    "0.45",
+]
+
+
+@pytest.fixture(scope="module")
+def model_and_image(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    window = (8, 32, 32)
+    arch = plan_architecture("resunet3d", 2, (40, 40, 40), window, width=4, depth=2)
+    config = ModelConfig(
+        task="instance",
+        classes=["chloroplast"],
+        window=window,
+        voxel_size=(40, 20, 20),
+        architecture=arch,
+        targets=["foreground", "boundary"],
+        normalization={"mean": 150.0, "std": 40.0},
+        downsample=(1, 2, 2),
+    )
+    torch.manual_seed(0)
+    save_model(root / "model", build_network(config), config)
+    image = synthetic_sbfsem((12, 64, 80), 6, voxel_size=(40, 20, 20)).image
+    tifffile.imwrite(root / "image.tif", image)
+    return root / "model", root / "image.tif", root
+
+
+def test_predict_writes_probabilities_labels_and_settings(model_and_image, capsys):
+    model, image, root = model_and_image
+    out = root / "out.zarr"
+    code = main(
+        [
+            "predict",
+            str(model),
+            str(image),
+            "--out",
+            str(out),
+            "--tta",
+            "4",
+            "--batch",
+            "2",
+            "--voxel-size",
+            "20,20,40",
+            "--min-size",
+            "3",
+            *LEVELS,
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    group = zarr.open_group(str(out), mode="r")
+    probabilities, labels = group["probabilities"], group["labels"]
+    assert probabilities.shape == (2, 12, 64, 80) and probabilities.dtype == np.uint8
+    assert labels.shape == (12, 64, 80) and labels.dtype == np.uint32
+    assert labels.attrs["voxel_size_nm"] == [40.0, 20.0, 20.0]
+    attrs = dict(group.attrs)
+    assert attrs["model"]["folder"] == str(model)
+    assert attrs["prediction"]["tta"] == 4 and attrs["postprocess"]["min_size"] == 3
+    # the labels are the post-processing of the stored maps
+    expected = run_job(
+        postprocess(
+            probabilities,
+            root / "check.zarr",
+            min_size=3,
+            seed_threshold=0.5,
+            boundary_threshold=0.6,
+            foreground_threshold=0.45,
+        )
+    )
+    np.testing.assert_array_equal(labels[:], expected[:])
+    assert f"{labels.attrs['n_objects']} objects" in capsys.readouterr().out
+    # `anatomics postprocess` gives the same labels
+    code = main(
+        ["postprocess", str(out), "--out", str(root / "post.zarr"), "--min-size", "3", *LEVELS]
+    )
+    assert code == 0
+    np.testing.assert_array_equal(zarr.open_group(str(root / "post.zarr"))["labels"][:], labels[:])
+
+
+def test_predict_options_and_errors(model_and_image, capsys):
+    model, image, root = model_and_image
+    out = root / "plain.zarr"
+    assert (
+        main(
+            [
+                "predict",
+                str(model),
+                str(image),
+                "--out",
+                str(out),
+                "--no-postprocess",
+                "--output",
+                "float16",
+            ]
+        )
+        == 0
+    )
+    group = zarr.open_group(str(out), mode="r")
+    assert "labels" not in group and group["probabilities"].dtype == np.float16
+    capsys.readouterr()
+    assert main(["predict", str(model), str(image), "--out", str(out), "--stride", "9,8,8"]) == 1
+    assert "larger than the model window" in capsys.readouterr().err
+    assert main(["predict", str(root / "nope"), str(image), "--out", str(out)]) == 1
+    assert "not a model folder" in capsys.readouterr().err
+    assert main(["postprocess", str(root / "none.zarr"), "--out", str(out)]) == 1
+    assert "no such prediction" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_on_local_cluster_equals_single_process(model_and_image):
+    model, image, root = model_and_image
+    single, cluster = root / "single.zarr", root / "cluster.zarr"
+    args = ["--no-postprocess", "--memory-mb", "1"]
+    assert main(["predict", str(model), str(image), "--out", str(single), *args]) == 0
+    assert (
+        main(["predict", str(model), str(image), "--out", str(cluster), "--workers", "2", *args])
+        == 0
+    )
+    np.testing.assert_array_equal(
+        zarr.open_group(str(cluster))["probabilities"][:],
+        zarr.open_group(str(single))["probabilities"][:],
+    )
