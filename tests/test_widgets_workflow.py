@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QTimer
 
 from napari_anatomics._widgets._layers import add_volume, layer_volume
 from napari_anatomics._widgets._plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
 from napari_anatomics._widgets.proofread import ProofreadWidget
+from napari_anatomics._widgets.train import TrainWidget
+from napari_anatomics.model_config import ModelConfig
 from napari_anatomics.samples import load_sample
 
 #: A small crop of the sample keeps every step fast: (z, y, x).
@@ -171,3 +176,67 @@ def test_annotate_runs_data_check(sample_viewer, qtbot):
     assert "instance" in text.splitlines()[0]
     assert "annotated slices: 0-5 (6 of 6)" in text
     qtbot.waitUntil(widget.check_button.isEnabled, timeout=5000)
+
+
+def _train_panel(viewer, qtbot, models: Path, iterations: int) -> TrainWidget:
+    widget = TrainWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.out_dir.setText(str(models))
+    widget.finetune.set_root(models)
+    widget.image_combo.set_layer(viewer.layers["image"])
+    widget.labels_combo.set_layer(viewer.layers["labels"])
+    widget.task_combo.setCurrentText("instance")
+    for box, size in zip(widget.window, (4, 32, 32)):
+        box.setValue(size)
+    widget.iterations.setValue(iterations)
+    widget.batch.setValue(1)
+    widget.model_name.setText("tiny")
+    return widget
+
+
+@pytest.mark.slow
+def test_train_live_loss_curve_responsive_and_stop(sample_viewer, qtbot, tmp_path):
+    widget = _train_panel(sample_viewer, qtbot, tmp_path, iterations=8)
+    assert widget.voxel_size.text() == "40,40,40"
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    assert widget.start() is not None
+    timer.start()
+    qtbot.waitUntil(lambda: widget.model_folder is not None, timeout=120000)
+    timer.stop()
+    # the event loop kept running: no stall of 100 ms or more while training
+    assert len(gaps) > 20
+    assert max(gaps) < 0.1, f"longest event-loop stall {max(gaps) * 1000:.0f} ms"
+    loss = widget.loss_plot.series("loss")
+    assert loss[:, 0].tolist() == list(range(1, 9))
+    assert widget.progress.value() == 8
+    folder = Path(widget.model_folder)
+    assert folder == tmp_path / "tiny"
+    assert ModelConfig.load(folder).iterations == 8
+    qtbot.waitUntil(widget.start_button.isEnabled, timeout=5000)
+    # the registry drop-down lists the new model
+    assert widget.finetune.count() == 2
+
+    # a long run stopped early still leaves a usable model, fine-tuned from the first
+    widget.finetune.select_folder(folder)
+    widget.iterations.setValue(10_000)
+    widget.model_folder = None
+    widget.start()
+    qtbot.waitUntil(lambda: len(widget.loss_plot.series("loss")) >= 2, timeout=60000)
+    widget.stop()
+    qtbot.waitUntil(lambda: widget.model_folder is not None, timeout=60000)
+    stopped = Path(widget.model_folder)
+    assert stopped == tmp_path / "tiny-2"
+    config = ModelConfig.load(stopped)
+    assert 2 <= config.iterations < 10_000
+    assert config.training["init_from"] == str(folder)
+    assert (stopped / "weights.pt").is_file()

@@ -1,0 +1,293 @@
+"""Train: pick data and settings, watch the loss live, stop with a usable model.
+
+Training runs :func:`napari_anatomics.training.train` in a ``thread_worker``;
+each :class:`~napari_anatomics.progress.Progress` event adds a point to the
+loss curve and updates the progress bar and ETA. Stop asks the job to finish
+early through a :class:`~napari_anatomics.progress.CancelToken`: it saves the
+checkpoint it has and returns its model folder like a finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+
+from napari.layers import Image, Labels, Layer
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..progress import CancelToken, Progress
+from ..volume import format_voxel_size, parse_voxel_size
+from ._jobs import start_job
+from ._layers import LayerCombo, PathEdit, layer_voxel_size, pick_volume
+from ._models import ModelCombo, default_model_root, prepare_torch, refresh_all, unique_folder
+from ._plot import LinePlot
+
+#: Every open Train panel, so other panels can send it labels.
+_INSTANCES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _spin(low: int, high: int, value: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    return box
+
+
+def format_eta(seconds: float | None) -> str:
+    """ "1 min 05 s" style remaining time."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "ETA --"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"ETA {seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"ETA {seconds // 60} min {seconds % 60:02d} s"
+    return f"ETA {seconds} s"
+
+
+class TrainWidget(QWidget):
+    """Train or fine-tune a model on an image + labels pair.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    #: Emitted with the model folder when a run ends (finished or stopped).
+    model_trained = Signal(str)
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.cancel_token: CancelToken | None = None
+        self.model_folder: str | None = None
+        #: More :class:`~napari_anatomics.training.TrainConfig` settings (network size...).
+        self.extra_settings: dict = {}
+        _INSTANCES.add(self)
+        prepare_torch()
+
+        self.image_combo = LayerCombo(napari_viewer, Image)
+        self.image_file = PathEdit("open", "Images (*.tif *.tiff *.h5 *.zarr)", "or a file")
+        self.labels_combo = LayerCombo(napari_viewer, Labels)
+        self.labels_file = PathEdit("open", "Labels (*.tif *.tiff *.h5 *.zarr)", "or a file")
+        self.task_combo = QComboBox()
+        self.task_combo.addItems(["instance", "semantic"])
+        self.window = [_spin(1, 512, v) for v in (8, 96, 96)]
+        self.voxel_size = QLineEdit()
+        self.voxel_size.setPlaceholderText("X,Y,Z in nm, e.g. 10,10,40")
+        self.iterations = _spin(1, 1_000_000, 2000)
+        self.batch = _spin(1, 256, 2)
+        self.learning_rate = QDoubleSpinBox()
+        self.learning_rate.setDecimals(6)
+        self.learning_rate.setRange(1e-6, 1.0)
+        self.learning_rate.setSingleStep(1e-4)
+        self.learning_rate.setValue(1e-3)
+        self.model_name = QLineEdit("chloroplasts")
+        self.out_dir = PathEdit("folder", placeholder="folder for trained models")
+        self.out_dir.setText(str(default_model_root()))
+        self.finetune = ModelCombo(none_text="(new model, from scratch)")
+        self.out_dir.edit.editingFinished.connect(
+            lambda: self.finetune.set_root(self.out_dir.text())
+        )
+        self.finetune.set_root(self.out_dir.text())
+        self.start_button = QPushButton("Train")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop (keeps the model so far)")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m iterations")
+        self.eta = QLabel("ETA --")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.loss_plot = LinePlot("Training loss", "iteration")
+
+        data = QGroupBox("Data")
+        data_form = QFormLayout(data)
+        data_form.addRow("Image", self.image_combo)
+        data_form.addRow("", self.image_file)
+        data_form.addRow("Labels", self.labels_combo)
+        data_form.addRow("", self.labels_file)
+        data_form.addRow("Voxel size", self.voxel_size)
+        settings = QGroupBox("Settings")
+        form = QFormLayout(settings)
+        form.addRow("Task", self.task_combo)
+        window = QHBoxLayout()
+        for axis, box in zip("ZYX", self.window):
+            window.addWidget(QLabel(axis))
+            window.addWidget(box)
+        form.addRow("Window (voxels)", window)
+        form.addRow("Iterations", self.iterations)
+        form.addRow("Batch", self.batch)
+        form.addRow("Learning rate", self.learning_rate)
+        form.addRow("Model name", self.model_name)
+        form.addRow("Save in", self.out_dir)
+        form.addRow("Fine-tune from", self.finetune)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        bar = QHBoxLayout()
+        bar.addWidget(self.progress, stretch=1)
+        bar.addWidget(self.eta)
+        layout = QVBoxLayout(self)
+        layout.addWidget(data)
+        layout.addWidget(settings)
+        layout.addLayout(buttons)
+        layout.addLayout(bar)
+        layout.addWidget(self.loss_plot, stretch=1)
+        layout.addWidget(self.status)
+
+        self.image_combo.layer_changed.connect(self._on_image)
+        self.labels_combo.layer_changed.connect(self._on_labels)
+        self._on_image(self.image_combo.layer())
+        self._on_labels(self.labels_combo.layer())
+
+    # ---- choices -------------------------------------------------------------------------
+    def _on_image(self, layer: Layer | None) -> None:
+        if layer is not None:
+            voxel_size, origin = layer_voxel_size(layer)
+            z, y, x = voxel_size
+            self.voxel_size.setText(f"{x:g},{y:g},{z:g}")
+            self.voxel_size.setToolTip(f"{format_voxel_size(voxel_size)} ({origin})")
+
+    def _on_labels(self, layer: Layer | None) -> None:
+        if layer is not None and layer.metadata.get("task") in ("instance", "semantic"):
+            self.task_combo.setCurrentText(layer.metadata["task"])
+
+    def use_labels(self, labels: Labels, image: Image | None = None) -> None:
+        """Choose ``labels`` (and ``image``) for the next run; fine-tune their model."""
+        self.labels_file.setText("")
+        self.labels_combo.set_layer(labels)
+        if image is not None:
+            self.image_file.setText("")
+            self.image_combo.set_layer(image)
+        model = labels.metadata.get("model")
+        if model:
+            self.finetune.set_root(self.out_dir.text())
+            self.finetune.select_folder(model)
+        self.status.setText(f"Labels {labels.name!r} chosen: press Train to fine-tune.")
+
+    # ---- running ---------------------------------------------------------------------------
+    def config(self, labels: Layer | None = None):
+        """The :class:`~napari_anatomics.training.TrainConfig` from the panel's fields.
+
+        Class names and values come from the labels layer when the Annotate
+        panel made it (``metadata["classes"]``).
+        """
+        from ..training import TrainConfig
+
+        task = self.task_combo.currentText()
+        classes = dict((labels.metadata or {}).get("classes") or {}) if labels else {}
+        names = values = None
+        if task == "semantic" and classes:
+            values = [int(v) for v in classes]
+            names = [str(n) for n in classes.values()]
+        elif task == "instance" and classes:
+            names = [str(next(iter(classes.values())))]
+        return TrainConfig(
+            task=task,
+            window=tuple(box.value() for box in self.window),
+            iterations=self.iterations.value(),
+            batch=self.batch.value(),
+            lr=self.learning_rate.value(),
+            init_from=self.finetune.folder(),
+            class_names=names,
+            class_values=values,
+            # leave a core to the viewer so it stays responsive
+            num_threads=max(1, (os.cpu_count() or 2) - 1),
+            **self.extra_settings,
+        )
+
+    def start(self):
+        """Start training in a worker thread; return the worker (None on a bad input)."""
+        from ..training import train
+
+        try:
+            voxel_size = parse_voxel_size(self.voxel_size.text())
+            image = pick_volume(self.image_combo, self.image_file, "image")
+            labels = pick_volume(self.labels_combo, self.labels_file, "labels")
+            image = image.with_voxel_size(voxel_size)
+            labels = labels.with_voxel_size(voxel_size)
+            labels_layer = None if self.labels_file.text() else self.labels_combo.layer()
+            config = self.config(labels_layer)
+            name = self.model_name.text().strip() or "model"
+            out_dir = unique_folder(self.out_dir.text() or default_model_root(), name)
+        except (ValueError, OSError, TypeError) as err:
+            show_error(f"Train: {err}")
+            return None
+        self.loss_plot.clear()
+        self.progress.setRange(0, config.iterations)
+        self.progress.setValue(0)
+        self.eta.setText("ETA --")
+        self.status.setText("Training...")
+        self.cancel_token = CancelToken()
+        token = self.cancel_token
+        self.start_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.worker = start_job(
+            lambda: train(image, labels, config, out_dir, cancel=token),
+            description=f"Training {out_dir.name}",
+            on_event=self._on_progress,
+            on_done=self._on_done,
+            on_finish=self._on_finish,
+        )
+        return self.worker
+
+    def stop(self) -> None:
+        """Ask training to stop after the current iteration, keeping a usable model."""
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.status.setText("Stopping: saving the model trained so far...")
+            self.stop_button.setEnabled(False)
+
+    def _on_progress(self, event: Progress) -> None:
+        if event.total:
+            self.progress.setMaximum(event.total)
+        self.progress.setValue(event.step)
+        metrics = event.metrics or {}
+        for name in ("loss", "val_loss"):
+            if name in metrics:
+                self.loss_plot.append(name, event.step, metrics[name])
+        if "eta_s" in metrics:
+            self.eta.setText(format_eta(metrics["eta_s"]))
+        if event.message:
+            self.status.setText(event.message)
+
+    def _on_done(self, folder) -> None:
+        self.model_folder = str(folder)
+        self.status.setText(f"Model saved in {folder}")
+        show_info(f"Training finished: model saved in {folder}")
+        refresh_all()
+        self.model_trained.emit(self.model_folder)
+
+    def _on_finish(self) -> None:
+        self.start_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        self.cancel_token = None
+
+
+def send_to_train(viewer, labels: Labels, image: Image | None = None) -> TrainWidget:
+    """Choose ``labels`` in the Train panel (opening it if needed); return the panel."""
+    panels = [w for w in _INSTANCES if w.viewer is viewer]
+    if panels:
+        panel = panels[0]
+    else:
+        _dock, panel = viewer.window.add_plugin_dock_widget("napari-anatomics", "Train")
+    panel.use_labels(labels, image)
+    return panel
