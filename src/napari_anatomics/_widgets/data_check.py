@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
@@ -54,12 +55,13 @@ class DataCheckWidget(QWidget):
         self.verdict.setWordWrap(True)
         self.findings = QListWidget()
         self.findings.setWordWrap(True)
-        self.findings.setAlternatingRowColors(False)
+        self.findings.setSelectionMode(QListWidget.NoSelection)  # keep severity colours
         self.findings.itemClicked.connect(self._on_item)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.values = FrameTable(id_column="value")
         self.values.setMaximumHeight(180)
+        self.values.horizontalHeader().setSortIndicator(1, Qt.DescendingOrder)  # most voxels
         self.values.row_clicked.connect(self.select_value)
 
         form = QFormLayout()
@@ -162,7 +164,9 @@ class DataCheckWidget(QWidget):
         self.viewer.dims.set_point(0, world[0])
         if finding.position is not None:
             self.viewer.camera.center = tuple(world[-2:])
-            self.viewer.camera.zoom = max(self.viewer.camera.zoom, 4.0 / min(layer.scale[-2:]))
+            self.viewer.camera.zoom = max(self.viewer.camera.zoom, 8.0 / min(layer.scale[-2:]))
+            if isinstance(layer, Labels):  # show only the object the finding is about
+                self.select_value(int(np.asarray(layer.data[tuple(finding.position)])))
 
     def select_value(self, value: int) -> None:
         """Highlight one label value in the labels layer."""

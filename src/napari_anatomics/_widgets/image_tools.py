@@ -139,10 +139,14 @@ class ImageToolsWidget(QWidget):
             return None
         overwrite = self.overwrite_check.isChecked()
 
+        done: list[Volume] = []
+
         def on_event(event) -> None:
-            self.status.setText(f"Combining: {event.message}")
+            if not done:  # a late progress event must not hide the result
+                self.status.setText(f"Combining: {event.message}")
 
         def on_done(volume: Volume) -> None:
+            done.append(volume)
             show_info(f"Combined {volume.shape[0]} slices into {out}")
             self._add(volume)
 
