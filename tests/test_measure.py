@@ -88,6 +88,7 @@ def test_synthetic_counts_classes_and_intensity():
 def test_blockwise_equals_in_memory(monkeypatch):
     s = synthetic_sbfsem((20, 64, 80), 12, voxel_size=VOXEL, n_classes=2, seed=5)
     whole = measure(s.labels, s.voxel_size, image=s.image, classes=s.semantic)
+    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 1)  # one block per chunk
     chunked = measure(
         da.from_array(s.labels, chunks=(7, 23, 31)),
         s.voxel_size,
@@ -97,7 +98,7 @@ def test_blockwise_equals_in_memory(monkeypatch):
     pd.testing.assert_frame_equal(whole, chunked)
     store = zarr.create_array(store={}, shape=s.labels.shape, chunks=(4, 64, 80), dtype="u4")
     store[:] = s.labels
-    monkeypatch.setattr("napari_anatomics.measure.SLAB_VOXELS", 4 * 64 * 80)
+    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 4 * 64 * 80)
     slabs = measure(store, s.voxel_size, image=s.image, classes=s.semantic)
     pd.testing.assert_frame_equal(whole, slabs)
 
@@ -125,7 +126,7 @@ def test_empty_and_invalid_inputs(boxes):
 
 
 def test_job_progress_and_cancel(boxes, monkeypatch):
-    monkeypatch.setattr("napari_anatomics.measure.SLAB_VOXELS", 20 * 30 * 3)
+    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 20 * 30 * 3)
     events = []
     job = measure_job(boxes, VOXEL)
     while True:
@@ -183,3 +184,17 @@ def test_real_labels(real_data_dir):
     np.testing.assert_array_equal(t["voxels"], counts)
     assert len(t) == 61
     assert t["touches_border_xy"].any() and not t["touches_border_xy"].all()
+
+
+@pytest.mark.parametrize("chunks", [None, (5, 33, 40)])
+def test_both_strategies_agree(monkeypatch, chunks):
+    s = synthetic_sbfsem((20, 64, 80), 12, voxel_size=VOXEL, n_classes=2, seed=7)
+    labels = s.labels if chunks is None else da.from_array(s.labels, chunks=chunks)
+    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 5 * 33 * 40)
+    tables = []
+    # Force "voxels", then "objects", then a mix (blocks with only low ids by object).
+    for per_object in (10**9, 0, 1000):
+        monkeypatch.setattr("napari_anatomics._blockstats.VOXELS_PER_OBJECT", per_object)
+        tables.append(measure(labels, VOXEL, image=s.image, classes=s.semantic))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2])

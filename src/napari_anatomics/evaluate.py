@@ -31,7 +31,10 @@ import fastremap
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .measure import _blocks, _check_labels, _read, _unwrap
+from ._blockstats import blocks as _blocks
+from ._blockstats import check_labels as _check_labels
+from ._blockstats import read as _read
+from ._blockstats import unwrap as _unwrap
 from .volume import Volume
 
 

@@ -25,16 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import cc3d
-import dask.array as da
 import fastremap
 import numpy as np
 import pandas as pd
 
+from . import _blockstats as _bs
 from .progress import Cancelled, CancelToken, Job, Progress, run_job
-from .volume import Volume
-
-#: Voxels per block when an in-memory array is read in z-slabs.
-SLAB_VOXELS = 1 << 25
 
 _AXES = ("z", "y", "x")
 BBOX_COLUMNS = [f"bbox_{a}0" for a in _AXES] + [f"bbox_{a}1" for a in _AXES]
@@ -115,28 +111,28 @@ def measure_job(
     Cancelled
         When ``cancel`` is set: a partial table would be misleading.
     """
-    labels, voxel_size = _unwrap(labels, voxel_size, "labels")
+    labels, voxel_size = _bs.unwrap(labels, voxel_size, "labels")
     if voxel_size is None:
         raise ValueError(
             "measure needs the voxel size (z, y, x nm): pass voxel_size=..., "
             "or a Volume that knows it"
         )
-    image = None if image is None else _as_3d(_unwrap(image, None, "image")[0], labels.shape)
+    image = None if image is None else _as_3d(_bs.unwrap(image, None, "image")[0], labels.shape)
     semantic = lookup = None
     if classes is not None and not isinstance(classes, Mapping):
         if np.ndim(classes) == 1:
             lookup = np.asarray(classes)
         else:
-            semantic = _as_3d(_unwrap(classes, None, "classes")[0], labels.shape)
-    blocks = list(_blocks(labels))
+            semantic = _as_3d(_bs.unwrap(classes, None, "classes")[0], labels.shape)
+    blocks = list(_bs.blocks(labels))
     parts: list[dict[str, np.ndarray]] = []
-    for i, (ext, inner, offset) in enumerate(blocks):
+    for i, (halo, inner, offset) in enumerate(blocks):
         if cancel is not None and cancel.cancelled:
             raise Cancelled("measurement cancelled")
-        ext_np = _read(labels, ext)
-        img = None if image is None else _read(image, inner)
-        sem = None if semantic is None else _read(semantic, inner)
-        parts.append(_block_stats(ext_np, _shape_of(inner), offset, labels.shape, img, sem))
+        halo_np = _bs.read(labels, halo)
+        img = None if image is None else _bs.read(image, inner)
+        sem = None if semantic is None else _bs.read(semantic, inner)
+        parts.append(_bs.block_stats(halo_np, inner, offset, img, sem))
         yield Progress(i + 1, len(blocks), f"block {i + 1}/{len(blocks)}")
     table = _reduce(parts, labels.shape, voxel_size, image is not None)
     _attach_classes(table, parts, classes, lookup, semantic, class_names)
@@ -248,163 +244,10 @@ def bounding_boxes(table: pd.DataFrame) -> dict[int, tuple[slice, slice, slice]]
 # -- blocks ------------------------------------------------------------------
 
 
-def _unwrap(arr: Any, voxel_size: Sequence[float] | None, what: str):
-    if isinstance(arr, Volume):
-        return arr.data, (tuple(voxel_size) if voxel_size is not None else arr.voxel_size)
-    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-        arr = np.asarray(arr)
-    if len(arr.shape) == 2:
-        arr = arr[None] if isinstance(arr, (np.ndarray, da.Array)) else da.from_array(arr)[None]
-    if len(arr.shape) != 3:
-        raise ValueError(f"{what} must be a 3D (z, y, x) or 2D array, not shape {arr.shape}")
-    return arr, (None if voxel_size is None else tuple(float(v) for v in voxel_size))
-
-
 def _as_3d(arr: Any, shape: tuple[int, ...]) -> Any:
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"array of shape {tuple(arr.shape)} does not match labels {shape}")
     return arr
-
-
-def _blocks(arr: Any):
-    """Yield (extended slices, inner slices, offset) covering ``arr``.
-
-    The extended block reaches one voxel further along each axis (when not at
-    the stack end) so faces between blocks are counted exactly once.
-    """
-    shape = arr.shape
-    if isinstance(arr, da.Array):
-        bounds = [np.cumsum((0, *c)) for c in arr.chunks]
-    else:
-        chunks = getattr(arr, "chunks", None)
-        per_plane = int(np.prod(shape[1:])) or 1
-        step = max(1, SLAB_VOXELS // per_plane)
-        if chunks is not None and not isinstance(arr, np.ndarray):  # zarr / h5py
-            step = max(1, (step // chunks[0]) * chunks[0]) if chunks[0] <= step else chunks[0]
-        bounds = [np.r_[np.arange(0, shape[0], step), shape[0]], [0, shape[1]], [0, shape[2]]]
-    for z0, z1 in zip(bounds[0][:-1], bounds[0][1:]):
-        for y0, y1 in zip(bounds[1][:-1], bounds[1][1:]):
-            for x0, x1 in zip(bounds[2][:-1], bounds[2][1:]):
-                lo, hi = (z0, y0, x0), (z1, y1, x1)
-                inner = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-                ext = tuple(slice(int(a), int(min(b + 1, n))) for a, b, n in zip(lo, hi, shape))
-                yield ext, inner, tuple(int(v) for v in lo)
-
-
-def _shape_of(slices: tuple[slice, ...]) -> tuple[int, ...]:
-    return tuple(s.stop - s.start for s in slices)
-
-
-def _read(arr: Any, slices: tuple[slice, ...]) -> np.ndarray:
-    block = arr[slices]
-    if isinstance(block, da.Array):
-        block = block.compute()
-    return np.asarray(block)
-
-
-def _check_labels(block: np.ndarray) -> np.ndarray:
-    if block.dtype == bool:
-        return block.view(np.uint8)
-    if not np.issubdtype(block.dtype, np.integer):
-        raise TypeError(
-            f"labels must hold integers, not {block.dtype}: threshold or label the "
-            "probabilities first"
-        )
-    if np.issubdtype(block.dtype, np.signedinteger):
-        if block.size and block.min() < 0:
-            raise ValueError("labels must not be negative")
-        block = block.astype(np.uint64 if block.dtype.itemsize == 8 else np.uint32)
-    return block
-
-
-def _block_stats(
-    ext: np.ndarray,
-    inner_shape: tuple[int, ...],
-    offset: tuple[int, ...],
-    shape: tuple[int, ...],
-    image: np.ndarray | None,
-    semantic: np.ndarray | None,
-) -> dict[str, np.ndarray]:
-    """Partial sums of one block (see the module notes)."""
-    ext = _check_labels(ext)
-    block = np.ascontiguousarray(ext[tuple(slice(0, n) for n in inner_shape)])
-    hi = int(block.max()) if block.size else 0
-    if hi < block.size:
-        local, ids = block, None
-    else:
-        local, mapping = fastremap.renumber(block, in_place=False, preserve_zero=True)
-        ids = np.zeros(len(mapping), dtype=np.uint64)
-        for old, new in mapping.items():
-            ids[new] = old
-    stats = cc3d.statistics(local, no_slice_conversion=True)
-    counts = stats["voxel_counts"].astype(np.int64)
-    present = np.flatnonzero(counts)
-    present = present[present > 0]
-    bb = stats["bounding_boxes"].astype(np.int64)[present]
-    cnt = counts[present]
-    part = {
-        "id": (present.astype(np.uint64) if ids is None else ids[present]),
-        "voxels": cnt,
-        "lo": bb[:, 0::2] + np.asarray(offset),
-        "hi": bb[:, 1::2] + np.asarray(offset) + 1,
-        "csum": np.rint(stats["centroids"][present] * cnt[:, None]).astype(np.int64)
-        + cnt[:, None] * np.asarray(offset),
-    }
-    if image is not None:
-        sums = np.bincount(
-            local.ravel(),
-            weights=np.asarray(image, dtype=np.float64).ravel(),
-            minlength=int(local.max()) + 1,
-        )
-        part["isum"] = sums[present]
-    if semantic is not None:
-        fg = block > 0
-        key = block[fg].astype(np.uint64) << np.uint64(16) | semantic[fg].astype(np.uint64)
-        keys, kc = fastremap.unique(key, return_counts=True)
-        part["pair_id"], part["pair_class"] = keys >> np.uint64(16), keys & np.uint64(0xFFFF)
-        part["pair_count"] = kc.astype(np.int64)
-    faces, fids, extra = _faces(ext, local, inner_shape, offset, shape)
-    part["face_id"] = np.concatenate([part["id"], fids])
-    part["faces"] = np.concatenate([faces[present], extra])
-    return part
-
-
-def _faces(ext, local, inner_shape, offset, shape):
-    """Boundary faces whose lower voxel lies in the block.
-
-    Returns the face counts per local index and axis for faces inside the
-    block and on the stack border, and the extra faces against the next
-    block as ``(global ids, (n, 3) counts)``.
-    """
-    n = int(local.max()) + 1 if local.size else 1
-    faces = np.zeros((n, 3), np.int64)
-    extra_ids, extra_counts = [], []
-    for ax in range(3):
-        lo, hi = [slice(None)] * 3, [slice(None)] * 3
-        lo[ax], hi[ax] = slice(0, -1), slice(1, None)
-        x0, x1 = local[tuple(lo)], local[tuple(hi)]
-        diff = x0 != x1
-        count = np.bincount(x0[diff], minlength=n) + np.bincount(x1[diff], minlength=n)
-        lo[ax], hi[ax] = 0, -1
-        if offset[ax] == 0:  # the stack's lower face
-            count += np.bincount(local[tuple(lo)].ravel(), minlength=n)
-        if offset[ax] + inner_shape[ax] == shape[ax]:  # the stack's upper face
-            count += np.bincount(local[tuple(hi)].ravel(), minlength=n)
-        else:  # faces against the next block, in global ids
-            core = [slice(0, k) for k in inner_shape]
-            core[ax] = inner_shape[ax] - 1
-            a = ext[tuple(core)]
-            core[ax] = inner_shape[ax]
-            b = ext[tuple(core)]
-            d = a != b
-            v = np.concatenate([a[d], b[d]])
-            u, c = fastremap.unique(v[v != 0], return_counts=True)
-            extra_ids.append(u.astype(np.uint64))
-            extra_counts.append(np.stack([c * (k == ax) for k in range(3)], axis=1))
-        faces[:, ax] = count
-    if not extra_ids:
-        return faces, np.zeros(0, np.uint64), np.zeros((0, 3), np.int64)
-    return faces, np.concatenate(extra_ids), np.concatenate(extra_counts).astype(np.int64)
 
 
 def _reduce(parts, shape, voxel_size, with_image: bool) -> pd.DataFrame:
@@ -496,11 +339,11 @@ def index_instances(labels: Any, ids: Sequence[int] | None = None) -> pd.DataFra
         Columns ``id``, ``voxels`` and the bounding box columns of
         :func:`measure`, sorted by id.
     """
-    labels, _ = _unwrap(labels, None, "labels")
+    labels, _ = _bs.unwrap(labels, None, "labels")
     wanted = None if ids is None else np.unique(np.asarray(list(ids), dtype=np.uint64))
     parts = []
-    for _, inner, offset in _blocks(labels):
-        block = _check_labels(_read(labels, inner))
+    for _, inner, offset in _bs.blocks(labels):
+        block = _bs.check_labels(_bs.read(labels, inner))
         if wanted is not None:
             block = np.where(np.isin(block, wanted), block, 0)
         local, mapping = fastremap.renumber(block, in_place=False, preserve_zero=True)

@@ -27,7 +27,8 @@ import fastremap
 import numpy as np
 import pandas as pd
 
-from .measure import _blocks, bounding_boxes, index_instances
+from ._blockstats import blocks as _blocks
+from .measure import bounding_boxes, index_instances
 
 Slices = tuple[slice, ...]
 #: Bounding boxes: a measure/index table, or ``{id: slices}``.

@@ -1,0 +1,265 @@
+"""Reading label arrays block by block, and the partial sums of one block.
+
+Used by :mod:`~napari_anatomics.measure` (and, for block iteration, by
+:mod:`~napari_anatomics.evaluate` and :mod:`~napari_anatomics.proofread`).
+
+A block's partial sums are keyed by instance id and are all exact integers (or
+exact float sums of integer grey values), so reducing them gives the same
+numbers whatever the blocks. Two strategies give identical partial sums:
+
+* ``"voxels"``: vectorised over the whole block with ``cc3d.statistics``
+  (counts, boxes, centroids) and face counts by comparing shifted copies; best
+  for many small objects;
+* ``"objects"``: ``scipy.ndimage.find_objects``, then each object's numbers
+  inside its own bounding box; best for a few large objects on a mostly empty
+  stack (the real SBFSEM crops).
+
+Both count a face for each object voxel whose neighbour across it (in the
+block's one-voxel halo, or outside the stack) holds another value, so every
+block may use either strategy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import cc3d
+import dask.array as da
+import fastremap
+import numpy as np
+from scipy import ndimage as ndi
+
+from .volume import Volume
+
+#: Voxels per block when an in-memory, zarr or h5py array is read in z-slabs.
+SLAB_VOXELS = 1 << 25
+#: Voxels of stack per object above which the per-object strategy is used.
+VOXELS_PER_OBJECT = 100_000
+
+Slices = tuple[slice, ...]
+
+
+def unwrap(arr: Any, voxel_size: Sequence[float] | None, what: str):
+    """The (z, y, x) array behind ``arr`` and the voxel size (given, or the Volume's)."""
+    if isinstance(arr, Volume):
+        return arr.data, (tuple(voxel_size) if voxel_size is not None else arr.voxel_size)
+    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+        arr = np.asarray(arr)
+    if len(arr.shape) == 2:
+        arr = arr[None] if isinstance(arr, (np.ndarray, da.Array)) else da.from_array(arr)[None]
+    if len(arr.shape) != 3:
+        raise ValueError(f"{what} must be a 3D (z, y, x) or 2D array, not shape {arr.shape}")
+    return arr, (None if voxel_size is None else tuple(float(v) for v in voxel_size))
+
+
+def blocks(arr: Any) -> Iterator[tuple[Slices, Slices, tuple[int, ...]]]:
+    """Yield (halo slices, inner slices, offset) covering ``arr``.
+
+    Blocks are groups of a dask array's chunks, or z-slabs (of whole zarr/h5py
+    chunks), of about :data:`SLAB_VOXELS` voxels. The halo reaches one voxel beyond the block on
+    each side, except at the stack's faces.
+    """
+    shape = arr.shape
+    if isinstance(arr, da.Array):  # whole chunks, grouped up to about SLAB_VOXELS
+        sizes = [max(c) if c else 1 for c in arr.chunks]
+        groups = [1, 1, 1]
+        for ax in (2, 1, 0):
+            other = int(np.prod([sizes[k] * groups[k] for k in range(3) if k != ax]))
+            groups[ax] = int(np.clip(SLAB_VOXELS // (other * sizes[ax]), 1, len(arr.chunks[ax])))
+        bounds = []
+        for c, g in zip(arr.chunks, groups):
+            edges = np.cumsum((0, *c))
+            bounds.append(np.r_[edges[:-1:g], edges[-1]])
+    else:
+        chunks = getattr(arr, "chunks", None)
+        per_plane = int(np.prod(shape[1:])) or 1
+        step = max(1, SLAB_VOXELS // per_plane)
+        if chunks is not None and not isinstance(arr, np.ndarray):  # zarr / h5py
+            step = max(1, (step // chunks[0]) * chunks[0]) if chunks[0] <= step else chunks[0]
+        bounds = [np.r_[np.arange(0, shape[0], step), shape[0]], [0, shape[1]], [0, shape[2]]]
+    for z0, z1 in zip(bounds[0][:-1], bounds[0][1:]):
+        for y0, y1 in zip(bounds[1][:-1], bounds[1][1:]):
+            for x0, x1 in zip(bounds[2][:-1], bounds[2][1:]):
+                lo, hi = (int(z0), int(y0), int(x0)), (int(z1), int(y1), int(x1))
+                inner = tuple(slice(a, b) for a, b in zip(lo, hi))
+                halo = tuple(slice(max(a - 1, 0), min(b + 1, n)) for a, b, n in zip(lo, hi, shape))
+                yield halo, inner, lo
+
+
+def read(arr: Any, slices: Slices) -> np.ndarray:
+    """One block of ``arr`` as a numpy array."""
+    block = arr[slices]
+    if isinstance(block, da.Array):
+        block = block.compute()
+    return np.asarray(block)
+
+
+def check_labels(block: np.ndarray) -> np.ndarray:
+    """Unsigned integer labels, or a clear error."""
+    if block.dtype == bool:
+        return block.view(np.uint8)
+    if not np.issubdtype(block.dtype, np.integer):
+        raise TypeError(
+            f"labels must hold integers, not {block.dtype}: threshold or label the "
+            "probabilities first"
+        )
+    if np.issubdtype(block.dtype, np.signedinteger):
+        if block.size and block.min() < 0:
+            raise ValueError("labels must not be negative")
+        block = block.astype(np.uint64 if block.dtype.itemsize == 8 else np.uint32)
+    return block
+
+
+def block_stats(
+    halo: np.ndarray,
+    inner: Slices,
+    offset: tuple[int, ...],
+    image: np.ndarray | None,
+    semantic: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Partial sums of one block, keyed by global id.
+
+    Keys: ``id``, ``voxels``, ``lo``/``hi`` (bbox, end exclusive), ``csum``
+    (coordinate sums), ``face_id``/``faces`` (boundary faces per axis),
+    ``isum`` (grey-value sums, with ``image``), ``pair_id``/``pair_class``/
+    ``pair_count`` (voxels per class, with ``semantic``).
+    """
+    halo = check_labels(halo)
+    pad = tuple(s.start - max(s.start - 1, 0) for s in inner)
+    core = tuple(slice(p, p + s.stop - s.start) for p, s in zip(pad, inner))
+    block = halo[core]
+    hi = int(block.max()) if block.size else 0
+    if hi < block.size:
+        local, gid = (block.view(np.int64) if block.dtype == np.uint64 else block), None
+    else:
+        local, mapping = fastremap.renumber(np.ascontiguousarray(block), preserve_zero=True)
+        gid = np.zeros(len(mapping), dtype=np.uint64)
+        for old, new in mapping.items():
+            gid[new] = old
+    n_objects = hi if gid is None else len(gid) - 1  # an upper bound
+    if n_objects * VOXELS_PER_OBJECT < block.size:
+        return _by_object(halo, pad, local, gid, offset, image, semantic)
+    return _by_voxel(halo, pad, local, gid, offset, image, semantic)
+
+
+def _by_voxel(halo, pad, local, gid, offset, image, semantic) -> dict[str, np.ndarray]:
+    local = np.ascontiguousarray(local)
+    stats = cc3d.statistics(local, no_slice_conversion=True)
+    counts = stats["voxel_counts"].astype(np.int64)
+    present = np.flatnonzero(counts[1:]) + 1
+    bb = stats["bounding_boxes"].astype(np.int64)[present]
+    cnt = counts[present]
+    off = np.asarray(offset)
+    part = {
+        "id": present.astype(np.uint64) if gid is None else gid[present],
+        "voxels": cnt,
+        "lo": bb[:, 0::2] + off,
+        "hi": bb[:, 1::2] + off + 1,
+        "csum": np.rint(stats["centroids"][present] * cnt[:, None]).astype(np.int64)
+        + cnt[:, None] * off,
+    }
+    if image is not None:
+        sums = np.bincount(
+            local.ravel(), weights=np.asarray(image, np.float64).ravel(), minlength=len(counts)
+        )
+        part["isum"] = sums[present]
+    if semantic is not None:
+        fg = local > 0
+        ids = local[fg].astype(np.uint64) if gid is None else gid[local[fg]]
+        key = ids << np.uint64(16) | semantic[fg].astype(np.uint64)
+        keys, kc = fastremap.unique(key, return_counts=True)
+        part["pair_id"], part["pair_class"] = keys >> np.uint64(16), keys & np.uint64(0xFFFF)
+        part["pair_count"] = kc.astype(np.int64)
+    faces = _faces(halo, pad, local)
+    part["face_id"] = part["id"]
+    part["faces"] = faces[present]
+    return part
+
+
+def _faces(halo: np.ndarray, pad: tuple[int, ...], local: np.ndarray) -> np.ndarray:
+    """Boundary faces of the block's voxels, per local id and axis.
+
+    A face counts for a voxel when its neighbour across it (in the halo, or
+    outside the stack) holds another value, exactly as in :func:`_by_object`.
+    """
+    n = int(local.max()) + 1 if local.size else 1
+    shape = local.shape
+    core = [slice(p, p + k) for p, k in zip(pad, shape)]
+    centre = halo[tuple(core)]
+    faces = np.zeros((n, 3), np.int64)
+    for ax in range(3):
+        for step in (-1, 1):
+            has_halo = pad[ax] == 1 if step < 0 else pad[ax] + shape[ax] < halo.shape[ax]
+            if has_halo:  # compare every block voxel with its neighbour
+                sl = list(core)
+                sl[ax] = slice(core[ax].start + step, core[ax].stop + step)
+                diff = centre != halo[tuple(sl)]
+                vals = local[diff]
+            else:  # inside the block, plus the stack's face on that side
+                a, b = [slice(None)] * 3, [slice(None)] * 3
+                a[ax], b[ax] = (
+                    (slice(1, None), slice(0, -1)) if step < 0 else (slice(0, -1), slice(1, None))
+                )
+                diff = centre[tuple(a)] != centre[tuple(b)]
+                edge = [slice(None)] * 3
+                edge[ax] = 0 if step < 0 else -1
+                vals = np.concatenate([local[tuple(a)][diff], local[tuple(edge)].ravel()])
+            faces[:, ax] += np.bincount(vals, minlength=n)
+    faces[0] = 0
+    return faces
+
+
+def _by_object(halo, pad, local, gid, offset, image, semantic) -> dict[str, np.ndarray]:
+    objs = ndi.find_objects(local)
+    rows, isums, pairs = [], [], []
+    for k, sl in enumerate(objs):
+        if sl is None:
+            continue
+        g = k + 1 if gid is None else int(gid[k + 1])
+        # The object's box plus one voxel all round, in halo coordinates.
+        want_lo = [s.start + p - 1 for s, p in zip(sl, pad)]
+        want_hi = [s.stop + p + 1 for s, p in zip(sl, pad)]
+        got_lo = [max(a, 0) for a in want_lo]
+        got_hi = [min(b, n) for b, n in zip(want_hi, halo.shape)]
+        m = halo[tuple(slice(a, b) for a, b in zip(got_lo, got_hi))] == g
+        if got_lo != want_lo or got_hi != want_hi:  # at the stack's faces: outside is not g
+            m = np.pad(m, [(a - w, v - b) for a, w, b, v in zip(got_lo, want_lo, got_hi, want_hi)])
+        c = m[1:-1, 1:-1, 1:-1]
+        n = np.count_nonzero(c)
+        csum = [
+            int(c.sum(axis=axes) @ np.arange(c.shape[ax]))
+            for ax, axes in ((0, (1, 2)), (1, (0, 2)), (2, (0, 1)))
+        ]
+        f = (
+            np.count_nonzero(c > m[:-2, 1:-1, 1:-1]) + np.count_nonzero(c > m[2:, 1:-1, 1:-1]),
+            np.count_nonzero(c > m[1:-1, :-2, 1:-1]) + np.count_nonzero(c > m[1:-1, 2:, 1:-1]),
+            np.count_nonzero(c > m[1:-1, 1:-1, :-2]) + np.count_nonzero(c > m[1:-1, 1:-1, 2:]),
+        )
+        start = [s.start + o for s, o in zip(sl, offset)]
+        stop = [s.stop + o for s, o in zip(sl, offset)]
+        rows.append((g, n, *start, *stop, *(cs + n * a for cs, a in zip(csum, start)), *f))
+        if image is not None:
+            isums.append(float(np.asarray(image[sl], np.float64)[c].sum()))
+        if semantic is not None:
+            cls, cnt = np.unique(semantic[sl][c], return_counts=True)
+            pairs.append(np.stack([np.full(len(cls), g), cls, cnt], axis=1))
+    table = np.asarray(rows, dtype=np.int64).reshape(-1, 14)
+    ids = np.asarray([r[0] for r in rows], dtype=np.uint64)
+    part = {
+        "id": ids,
+        "voxels": table[:, 1],
+        "lo": table[:, 2:5],
+        "hi": table[:, 5:8],
+        "csum": table[:, 8:11],
+        "face_id": ids,
+        "faces": table[:, 11:14],
+    }
+    if image is not None:
+        part["isum"] = np.asarray(isums, dtype=np.float64)
+    if semantic is not None:
+        p = np.concatenate(pairs) if pairs else np.zeros((0, 3), np.int64)
+        part["pair_id"] = p[:, 0].astype(np.uint64)
+        part["pair_class"] = p[:, 1].astype(np.uint64)
+        part["pair_count"] = p[:, 2].astype(np.int64)
+    return part
