@@ -30,7 +30,8 @@ from scipy import ndimage as ndi
 from scipy import sparse
 from skimage.measure import marching_cubes
 
-from .measure import _unwrap, index_instances
+from ._blockstats import unwrap as _unwrap
+from .measure import index_instances
 from .progress import Cancelled, CancelToken, Job, Progress, run_job
 
 
