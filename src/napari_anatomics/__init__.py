@@ -8,6 +8,8 @@ The headless core (no Qt) can be used from a notebook::
 Qt widgets live in :mod:`napari_anatomics._widgets` and only wrap the core.
 """
 
+from .checks import check
+from .io import open_volume
 from .progress import CancelToken, Progress, run_job
 from .volume import Volume, format_voxel_size, parse_voxel_size
 
@@ -18,7 +20,9 @@ __all__ = [
     "Progress",
     "Volume",
     "__version__",
+    "check",
     "format_voxel_size",
+    "open_volume",
     "parse_voxel_size",
     "run_job",
 ]

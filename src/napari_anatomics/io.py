@@ -300,10 +300,7 @@ def _open_h5(path: Path, key: str | None):
             "copy or export it again"
         ) from None
     if key is None:
-        names: list[str] = []
-        handle.visititems(
-            lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None
-        )
+        names = _h5_datasets(handle)
         if not names:
             raise VolumeReadError(f"{path}: holds no dataset")
         if len(names) > 1:
