@@ -296,3 +296,14 @@ def test_combine_slices_with_progress(tmp_path, suffix):
     steps = [e.step for e in events if e.total == 12]
     assert steps[-1] == 12 and len(set(steps)) >= 12  # progress every slice
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slices", f"stack{suffix}"]
+
+
+def test_default_chunks_keep_slabs_bounded_for_huge_slices():
+    from napari_anatomics.writers import MAX_SLAB_BYTES, _chunks
+
+    huge = da.zeros((40, 9000, 9000), dtype=np.uint16, chunks=(1, 9000, 9000))  # lazy
+    depth, *rest = _chunks(huge, None)
+    assert rest == [256, 256] and 1 <= depth < 16
+    assert depth * 9000 * 9000 * 2 <= MAX_SLAB_BYTES < (depth + 1) * 9000 * 9000 * 2
+    assert _chunks(da.zeros((4, 100, 100)), None) == (4, 100, 100)
+    assert _chunks(huge, (32, 64, 64)) == (32, 64, 64)  # explicit chunks are kept

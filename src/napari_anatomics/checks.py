@@ -24,6 +24,7 @@ when the labels have at most :data:`MAX_CC_VOXELS` voxels (the real
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -175,8 +176,7 @@ def _slice_pass(report: CheckReport, data: Any) -> dict[Any, list[int]]:
 
     histogram: Counter = Counter()
     rims: dict[Any, list[int]] = defaultdict(lambda: [0, 0, -1, 0])
-    for z in range(data.shape[0]):
-        plane = np.asarray(data[z])
+    for z, plane in _planes(data):
         if np.issubdtype(plane.dtype, np.floating):
             plane = plane.astype(np.int64)
         values, counts = fastremap.unique(plane, return_counts=True)
@@ -200,6 +200,15 @@ def _slice_pass(report: CheckReport, data: Any) -> dict[Any, list[int]]:
                 entry[2], entry[3] = z, rim_here
     report.histogram = dict(sorted(histogram.items()))
     return rims
+
+
+def _planes(data: Any):
+    """Yield (z, plane), reading a dask array one z-chunk at a time."""
+    bounds = np.cumsum((0, *data.chunks[0])) if isinstance(data, da.Array) else (0, len(data))
+    for z0, z1 in itertools.pairwise(bounds):
+        slab = np.asarray(data[z0:z1])
+        for offset, plane in enumerate(slab):
+            yield int(z0) + offset, plane
 
 
 def _check_background(report: CheckReport) -> None:
@@ -337,7 +346,7 @@ def _check_kind(
             "object ids (instance labels)." if report.kind == "instance" else "classes (semantic)."
         ),
     )
-    if task == "instance" and report.kind == "semantic":
+    if task == "instance" and report.kind == "semantic" and n_pieces is not None:
         report.add(
             "error",
             "semantic_for_instance",

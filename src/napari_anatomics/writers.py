@@ -33,6 +33,8 @@ from .progress import Job, Progress, run_job
 
 #: Default chunk shape (z, y, x) of written zarr / h5 arrays.
 DEFAULT_CHUNKS: tuple[int, int, int] = (16, 256, 256)
+#: With default chunks, the chunk depth shrinks so one z-slab stays under this size.
+MAX_SLAB_BYTES = 256 * 2**20
 
 
 def write_zarr(
@@ -98,7 +100,7 @@ def write_zarr_job(
     from zarr.codecs import BloscCodec
 
     data = da.asarray(data)
-    chunks = _chunks(data.shape, chunks)
+    chunks = _chunks(data, chunks)
     path = Path(path)
     if component:
         component = component.strip("/")
@@ -182,7 +184,7 @@ def write_h5_job(
     import h5py
 
     data = da.asarray(data)
-    chunks = _chunks(data.shape, chunks)
+    chunks = _chunks(data, chunks)
     final = Path(path)
     _check_target(final, overwrite)
     tmp = _tmp_name(final)
@@ -326,8 +328,15 @@ def write_volume_job(
 # --- helpers ----------------------------------------------------------------------
 
 
-def _chunks(shape: Sequence[int], chunks: Sequence[int] | None) -> tuple[int, ...]:
-    chunks = tuple(chunks) if chunks is not None else DEFAULT_CHUNKS[-len(shape) :]
+def _chunks(data: da.Array, chunks: Sequence[int] | None) -> tuple[int, ...]:
+    """Chunk shape clipped to the data; default chunks are shallower for huge slices."""
+    shape = data.shape
+    if chunks is None:
+        chunks = DEFAULT_CHUNKS[-len(shape) :]
+        if len(shape) == 3:
+            plane = data.dtype.itemsize * shape[1] * shape[2]
+            chunks = (max(1, min(chunks[0], MAX_SLAB_BYTES // max(plane, 1))), *chunks[1:])
+    chunks = tuple(chunks)
     if len(chunks) != len(shape) or min(chunks) < 1:
         raise ValueError(f"chunks must be {len(shape)} positive sizes, not {chunks}")
     return tuple(min(int(c), int(n)) or 1 for c, n in zip(chunks, shape))
@@ -371,8 +380,10 @@ def _stream(data: da.Array, depth: int | None, write) -> Job[None]:
         return
     n = data.shape[0]
     per_slice = max(data.chunks[0]) == 1
-    for z0 in range(0, n, depth):
-        z1 = min(z0 + depth, n)
+    # whole source chunks per slab, so a computed source is not computed twice
+    step = depth * -(-max(data.chunks[0]) // depth)
+    for z0 in range(0, n, step):
+        z1 = min(z0 + step, n)
         if per_slice and z1 - z0 > 1:
             block = np.empty((z1 - z0, *data.shape[1:]), dtype=data.dtype)
             for z in range(z0, z1):
