@@ -6,20 +6,36 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import dask.array as da
 import numpy as np
 import pytest
+import zarr
 from qtpy.QtCore import QTimer
 
 from napari_anatomics._widgets._layers import add_volume, layer_volume
 from napari_anatomics._widgets._plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
+from napari_anatomics._widgets.autolabel import AutoLabelWidget
 from napari_anatomics._widgets.proofread import ProofreadWidget
 from napari_anatomics._widgets.train import TrainWidget
 from napari_anatomics.model_config import ModelConfig
+from napari_anatomics.progress import run_job
 from napari_anatomics.samples import load_sample
+from napari_anatomics.training import TrainConfig, train
 
 #: A small crop of the sample keeps every step fast: (z, y, x).
 CROP = (slice(0, 6), slice(40, 168), slice(200, 392))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 3-iteration instance model trained headless on the crop (a few seconds)."""
+    image, labels = load_sample()
+    image.data, labels.data = image.data[CROP], labels.data[CROP]
+    config = TrainConfig(
+        task="instance", window=(4, 32, 32), iterations=3, batch=1, num_threads=1, width=8
+    )
+    return run_job(train(image, labels, config, tmp_path_factory.mktemp("models") / "tiny"))
 
 
 @pytest.fixture
@@ -240,3 +256,46 @@ def test_train_live_loss_curve_responsive_and_stop(sample_viewer, qtbot, tmp_pat
     assert 2 <= config.iterations < 10_000
     assert config.training["init_from"] == str(folder)
     assert (stopped / "weights.pt").is_file()
+
+
+@pytest.mark.slow
+def test_autolabel_streams_into_zarr_backed_layer(sample_viewer, qtbot, tiny_model, tmp_path):
+    # a corner of the crop keeps the tile count (and the CPU time) small
+    image = layer_volume(sample_viewer.layers["image"])
+    image.data = image.data[:, :64, :96]
+    add_volume(sample_viewer, image, "image", name="corner")
+    widget = AutoLabelWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    widget.model.set_root(tiny_model.parent)
+    assert widget.model.folder() == str(tiny_model)
+    widget.image_combo.set_layer(sample_viewer.layers["corner"])
+    out = tmp_path / "pred.zarr"
+    widget.output.setText(str(out))
+    for box, step in zip(widget.stride, (4, 32, 32)):
+        box.setValue(step)
+    widget.batch.setValue(4)
+    # small output chunks, so the stack is written region by region
+    widget.extra_settings = {"chunks": (6, 32, 48), "memory_mb": 0.05}
+    seen = []
+
+    def on_event(event) -> None:
+        if isinstance(event.payload, tuple):
+            layer = widget.layer
+            seen.append(layer is not None and isinstance(layer.data, da.Array))
+
+    worker = widget.start()
+    worker.yielded.connect(on_event)
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=120000)
+    # while predicting, a labels layer read the zarr on disk and was refreshed per region
+    assert len(seen) == 4
+    assert all(seen)
+    assert widget.regions_shown == 4
+    # then the post-processed labels replace it, still on disk
+    layer = widget.layer
+    assert layer in sample_viewer.layers
+    assert isinstance(layer.data, zarr.Array)
+    assert layer.data.shape == (6, 64, 96)
+    assert tuple(layer.scale) == (40.0, 40.0, 40.0)
+    np.testing.assert_array_equal(np.asarray(layer.data), zarr.open_array(str(out / "labels"))[:])
+    assert int(np.asarray(layer.data).max()) == widget.result.attrs["n_objects"]
+    assert layer.metadata["model"] == str(tiny_model)

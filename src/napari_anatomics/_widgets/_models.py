@@ -49,10 +49,15 @@ def unique_folder(root: str | Path, name: str) -> Path:
     return folder
 
 
-def refresh_all() -> None:
-    """Re-read the registry in every open model drop-down (after training)."""
+def refresh_all(new_model: str | Path | None = None) -> None:
+    """Re-read the registry in every open model drop-down (after training).
+
+    Drop-downs with ``follow_new`` set (Auto-label's) also choose ``new_model``.
+    """
     for combo in list(_COMBOS):
         combo.refresh()
+        if new_model is not None and combo.follow_new:
+            combo.select_folder(new_model)
 
 
 class ModelCombo(QWidget):
@@ -70,6 +75,8 @@ class ModelCombo(QWidget):
         self._root = default_model_root()
         self._extra: list[Path] = []
         self._folders: list[Path | None] = []
+        #: Choose each newly trained model (see :func:`refresh_all`).
+        self.follow_new = False
         self.combo = QComboBox()
         self.combo.setMinimumContentsLength(16)
         self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)

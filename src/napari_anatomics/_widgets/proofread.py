@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
@@ -199,6 +200,8 @@ class ProofreadWidget(QWidget):
         if image_layer is not None and tuple(image_layer.data.shape) == tuple(labels.shape):
             image = layer_array(image_layer)
         classes = layer.metadata.get("class_of_id")
+        classes = None if classes is None else np.asarray(classes)
+        names = layer.metadata.get("class_names") if classes is not None else None
         self._fingerprint = self._state()
         self._generation += 1
         generation = self._generation
@@ -210,7 +213,9 @@ class ProofreadWidget(QWidget):
         if self.measure_worker is not None:
             self.measure_worker.quit()
         self.measure_worker = start_job(
-            lambda: measure_job(labels, volume.voxel_size, image=image, classes=classes),
+            lambda: measure_job(
+                labels, volume.voxel_size, image=image, classes=classes, class_names=names
+            ),
             description=f"Measuring {layer.name}",
             on_done=done,
         )
@@ -288,10 +293,11 @@ class ProofreadWidget(QWidget):
             show_error("Proofread: choose a labels layer first")
             return 0
         data = layer_array(layer)
-        if not isinstance(data, np.ndarray) or data.ndim != 3:
+        if isinstance(data, da.Array) or data.ndim != 3:
             show_error(
-                "Proofread: the labels must be a 3D layer held in memory; this one is read "
-                "from disk: save a copy (File > Save) and open it again"
+                "Proofread: these labels cannot be edited here (a 3D array in memory or in "
+                "a zarr file is needed): save them (File > Save Selected Layers) as .zarr "
+                "and open that file"
             )
             return 0
         # bounding boxes from the table, unless the layer changed since it was measured

@@ -49,7 +49,7 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
 
 
 def format_eta(seconds: float | None) -> str:
-    """ "1 min 05 s" style remaining time."""
+    """Remaining time as users read it: "ETA 1 min 05 s"."""
     if seconds is None or seconds != seconds or seconds < 0:
         return "ETA --"
     seconds = round(seconds)
@@ -273,7 +273,7 @@ class TrainWidget(QWidget):
         self.model_folder = str(folder)
         self.status.setText(f"Model saved in {folder}")
         show_info(f"Training finished: model saved in {folder}")
-        refresh_all()
+        refresh_all(self.model_folder)
         self.model_trained.emit(self.model_folder)
 
     def _on_finish(self) -> None:

@@ -1,0 +1,273 @@
+"""Auto-label: predict a whole stack with a trained model, watching it fill in.
+
+:func:`napari_anatomics.inference.predict` writes probability maps to a zarr
+group region by region. The panel shows them at once as a Labels layer that
+*reads the zarr on disk* (a lazy dask view: the most probable class, or the
+foreground of an instance model) and refreshes it each time a region is
+written, so the layer fills tile by tile. Then
+:func:`napari_anatomics.postprocess.postprocess` labels the objects and the
+layer switches to the final labels array (``OUT.zarr/labels``), still on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..model_config import ModelConfig
+from ..progress import CancelToken, Progress
+from ._jobs import start_job
+from ._layers import LayerCombo, PathEdit, pick_volume, volume_layer_kwargs
+from ._models import ModelCombo, prepare_torch
+
+#: Name of the probability array inside the output group (as ``anatomics predict``).
+PROBABILITIES = "probabilities"
+
+
+def default_output(image_name: str) -> Path:
+    """``~/anatomics-predictions/<image>.zarr`` (``$ANATOMICS_PREDICTIONS`` overrides)."""
+    root = Path(os.environ.get("ANATOMICS_PREDICTIONS", Path.home() / "anatomics-predictions"))
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in image_name) or "image"
+    return root / f"{safe}.zarr"
+
+
+def live_labels(probabilities: Any, config: ModelConfig) -> da.Array:
+    """A lazy labels view of ``(C, Z, Y, X)`` probability maps as they are written.
+
+    Semantic models: the most probable class (0 = background). Instance
+    models: 1 where the foreground probability is at least one half. Regions
+    not written yet read as 0.
+    """
+    maps = probabilities if isinstance(probabilities, da.Array) else da.from_zarr(probabilities)
+    half = 128 if maps.dtype == np.uint8 else 0.5
+    if config.task == "semantic":
+        return maps.argmax(axis=0).astype(np.uint8)
+    channel = config.targets.index("foreground") if "foreground" in config.targets else 0
+    return (maps[channel] >= half).astype(np.uint8)
+
+
+class AutoLabelWidget(QWidget):
+    """Run a trained model over an image and post-process the result.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.cancel_token: CancelToken | None = None
+        self.layer: Labels | None = None
+        self.result = None
+        self.regions_shown = 0
+        self._config: ModelConfig | None = None
+        self._out: Path | None = None
+        self._image = None
+        self._folder: str | None = None
+        #: More :func:`~napari_anatomics.inference.predict` settings (chunks, memory_mb...).
+        self.extra_settings: dict = {}
+        prepare_torch()
+
+        self.model = ModelCombo()
+        self.model.follow_new = True
+        self.image_combo = LayerCombo(napari_viewer, Image)
+        self.image_file = PathEdit("open", "Images (*.tif *.tiff *.h5 *.zarr)", "or a file")
+        self.output = PathEdit("save", "zarr (*.zarr)", "default: ~/anatomics-predictions")
+        self.stride = [QSpinBox() for _ in range(3)]
+        for box in self.stride:
+            box.setRange(0, 1024)
+            box.setSpecialValueText("auto")
+        self.tta = QComboBox()
+        self.tta.addItems(["none", "4 flips", "8 flips + rotations"])
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 256)
+        self.batch.setValue(2)
+        self.min_size = QSpinBox()
+        self.min_size.setRange(0, 10_000_000)
+        self.min_size.setSuffix(" voxels")
+        self.overwrite = QCheckBox("Replace earlier results in this file")
+        self.start_button = QPushButton("Auto-label")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        data = QGroupBox("Model and data")
+        form = QFormLayout(data)
+        form.addRow("Model", self.model)
+        form.addRow("Image", self.image_combo)
+        form.addRow("", self.image_file)
+        form.addRow("Output", self.output)
+        settings = QGroupBox("Settings")
+        settings_form = QFormLayout(settings)
+        stride = QHBoxLayout()
+        for axis, box in zip("ZYX", self.stride):
+            stride.addWidget(QLabel(axis))
+            stride.addWidget(box)
+        settings_form.addRow("Tile step", stride)
+        settings_form.addRow("Test-time augmentation", self.tta)
+        settings_form.addRow("Batch (tiles)", self.batch)
+        settings_form.addRow("Drop objects under", self.min_size)
+        settings_form.addRow(self.overwrite)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(data)
+        layout.addWidget(settings)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    # ---- running ---------------------------------------------------------------------------
+    def start(self):
+        """Start prediction + post-processing in a worker; return it (None on bad input)."""
+        from ..inference import predict
+        from ..model_store import load_model
+        from ..postprocess import postprocess
+
+        folder = self.model.folder()
+        try:
+            if folder is None:
+                raise ValueError("no model chosen: train one, or pick a model folder with ...")
+            config = ModelConfig.load(folder)
+            image = pick_volume(self.image_combo, self.image_file, "image")
+            out = Path(self.output.text()) if self.output.text() else default_output(image.name)
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except (ValueError, OSError) as err:
+            show_error(f"Auto-label: {err}")
+            return None
+        stride = tuple(box.value() for box in self.stride)
+        settings = {
+            "stride": None if not all(stride) else stride,
+            "tta": (0, 4, 8)[self.tta.currentIndex()],
+            "batch": self.batch.value(),
+            "overwrite": self.overwrite.isChecked(),
+            **self.extra_settings,
+        }
+        min_size = self.min_size.value()
+        token = self.cancel_token = CancelToken()
+
+        def job():
+            model = load_model(folder)
+            probabilities = yield from predict(model, image, out, cancel=token, **settings)
+            if probabilities is None:
+                return None
+            yield Progress(0, None, "labelling objects", payload={PROBABILITIES: probabilities})
+            return (
+                yield from postprocess(
+                    probabilities,
+                    out,
+                    overwrite=True,
+                    voxel_size=image.voxel_size,
+                    min_size=min_size,
+                    cancel=token,
+                )
+            )
+
+        self._config, self._out, self.result, self.regions_shown = config, out, None, 0
+        self._image, self._folder = image, folder
+        self.layer = None
+        self.progress.setRange(0, 0)
+        self.status.setText(f"Predicting {image.name} with {config.name or Path(folder).name}...")
+        self.start_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.worker = start_job(
+            job,
+            description=f"Auto-labelling {image.name}",
+            on_event=self._on_progress,
+            on_done=self._on_done,
+            on_finish=self._on_finish,
+        )
+        return self.worker
+
+    def stop(self) -> None:
+        """Stop after the current batch; starting again with the same settings resumes."""
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.status.setText("Stopping... (start again with the same settings to resume)")
+
+    def _live_layer(self, probabilities: Any) -> Labels:
+        data = live_labels(probabilities, self._config)
+        if self.layer is None or self.layer not in self.viewer.layers:
+            options = volume_layer_kwargs(self._image, f"{self._image.name} auto-label")
+            options["metadata"].update(source=str(self._out), model=str(self._folder))
+            self.layer = self.viewer.add_labels(data, **options)
+        else:
+            self.layer.data = data
+        return self.layer
+
+    def _on_progress(self, event: Progress) -> None:
+        if event.total:
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.step)
+        if event.message:
+            self.status.setText(event.message)
+        payload = event.payload
+        if isinstance(payload, dict) and PROBABILITIES in payload:
+            # the finished maps moved to their final name: read those from now on
+            self._live_layer(payload[PROBABILITIES])
+            self.progress.setRange(0, 0)
+            return
+        if self.layer is None and self._out is not None:
+            partial = self._out / f".{PROBABILITIES}.partial"
+            if (partial / "zarr.json").exists():
+                import zarr
+
+                self._live_layer(zarr.open_array(str(partial), mode="r"))
+        if isinstance(payload, tuple) and self.layer is not None:
+            self.regions_shown += 1
+            self.layer.refresh()
+
+    def _on_done(self, labels) -> None:
+        if labels is None:
+            self.status.setText("Stopped. Start again with the same settings to resume.")
+            return
+        self.result = labels
+        attrs = dict(labels.attrs)
+        n = attrs.get("n_objects")
+        if self.layer is None or self.layer not in self.viewer.layers:
+            options = volume_layer_kwargs(self._image, f"{self._image.name} auto-label")
+            self.layer = self.viewer.add_labels(labels, **options)
+        else:
+            self.layer.data = labels
+        meta = self.layer.metadata
+        meta.update(source=f"{self._out}:labels", model=str(self._folder), task="instance")
+        if attrs.get("label_classes") is not None:
+            meta["class_of_id"] = list(attrs["label_classes"])
+            meta["class_names"] = list(self._config.classes)
+        self.status.setText(f"{n} objects labelled; saved in {self._out} (labels)")
+        show_info(f"Auto-label finished: {n} objects in {self._out}")
+
+    def _on_finish(self) -> None:
+        self.start_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        self.cancel_token = None
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1 if self.result is not None else 0)
