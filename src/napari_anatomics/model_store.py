@@ -88,10 +88,12 @@ def _safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
+        lines = str(err).splitlines()
+        detail = next((ln.strip() for ln in lines if "Unsupported global" in ln), lines[0])
         raise ValueError(
             f"{path} was not loaded: it carries a pickled Python object, and loading such "
             "a file may run code. Only plain weight files are accepted; ask whoever "
-            f"shared the model for one saved by napari-anatomics ({str(err).splitlines()[0]})"
+            f"shared the model for one saved by napari-anatomics ({detail})"
         ) from None
 
 

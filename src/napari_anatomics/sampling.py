@@ -177,15 +177,32 @@ class CropSampler:
     def _start(self, centre: int, size: int, lo: int, hi: int) -> int:
         return int(np.clip(centre - size // 2, lo, max(lo, hi - size)))
 
+    def _foreground_voxel(self) -> tuple[int, int, int]:
+        """A random painted object voxel (from a random foreground cell)."""
+        z, cy, cx = (int(v) for v in self.fg_cells[self.rng.integers(len(self.fg_cells))])
+        cell = (
+            z,
+            slice(cy * FG_CELL, (cy + 1) * FG_CELL),
+            slice(cx * FG_CELL, (cx + 1) * FG_CELL),
+        )
+        labels = np.asarray(self.data.labels[cell])
+        fg = labels > 0
+        if self.ignore_value is not None:
+            fg &= labels != self.ignore_value
+        ys, xs = np.nonzero(fg)
+        i = int(self.rng.integers(len(ys)))
+        return z, cy * FG_CELL + int(ys[i]), cx * FG_CELL + int(xs[i])
+
     def draw(self) -> tuple[int, int, int]:
         """Random crop origin (z, y, x) containing at least one annotated slice."""
         wz, wy, wx = self.window
         nz, ny, _ = self.data.shape
         x0, x1 = self.x_range
         if self.fg_cells.size and self.rng.random() < self.fg_fraction:
-            z, cy, cx = self.fg_cells[self.rng.integers(len(self.fg_cells))]
-            y = cy * FG_CELL + int(self.rng.integers(FG_CELL))
-            x = cx * FG_CELL + int(self.rng.integers(FG_CELL))
+            z, y, x = self._foreground_voxel()
+            # Jitter the object's position inside the window (it stays inside).
+            y += int(self.rng.integers(-(wy // 4), wy // 4 + 1))
+            x += int(self.rng.integers(-(wx // 4), wx // 4 + 1))
         else:
             z = self.annotated_z[self.rng.integers(len(self.annotated_z))]
             y = int(self.rng.integers(ny))

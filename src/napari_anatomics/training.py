@@ -280,7 +280,7 @@ def train(
             loss = _step(net, opt, scaler, sampler, config, loss_fn, device, amp)
             state["iteration"] += 1
             it = state["iteration"]
-            metrics = {"iteration": it, "loss": loss, "lr": lr}
+            metrics = {"iteration": float(it), "loss": loss, "lr": lr}
             if val_crops and (it % val_every == 0 or it == config.iterations):
                 metrics["val_dice"] = _validate(net, sampler, val_crops, config, device, amp)
                 net.train()
@@ -350,7 +350,7 @@ def _lr(config: TrainConfig, iteration: int, progress: float) -> float:
         return config.lr * (iteration + 1) / config.warmup
     span = max(1e-9, 1.0 - config.warmup / max(config.iterations, 1))
     t = min(1.0, max(0.0, (progress - config.warmup / max(config.iterations, 1)) / span))
-    return config.lr * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * t)))
+    return float(config.lr * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * t))))
 
 
 def _eta(config: TrainConfig, it: int, it_s: float, elapsed: float) -> float:

@@ -1,0 +1,100 @@
+"""Networks and model folders: build, save, load safely, list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_anatomics.model_config import ModelConfig
+from napari_anatomics.model_store import list_models, load_model, save_model
+from napari_anatomics.models import build_network, network_factor, plan_architecture
+from napari_anatomics.models.unet3d import plan_levels
+
+
+def tiny_config(name="resunet3d", window=(4, 32, 32), voxel=(40.0, 10.0, 10.0), **kw):
+    arch = plan_architecture(name, 2, voxel, window, width=4, depth=3, **kw)
+    return ModelConfig(
+        task="instance",
+        classes=["object"],
+        window=window,
+        voxel_size=voxel,
+        architecture=arch,
+        targets=["foreground", "boundary"],
+        normalization={"mean": 100.0, "std": 20.0},
+    )
+
+
+def test_voxel_size_decides_kernels_and_pooling():
+    kernels, strides = plan_levels((40, 10, 10), 4)
+    # z is 4x coarser: in-plane levels until the spacing is isotropic, then 3D.
+    assert kernels == [(1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3)]
+    assert strides == [(1, 2, 2), (1, 2, 2), (2, 2, 2)]
+    kernels, strides = plan_levels((40, 40, 40), 3)
+    assert kernels == [(3, 3, 3)] * 3 and strides == [(2, 2, 2)] * 2
+    # A shallow window is not pooled in z below 2 slices.
+    _, strides = plan_levels((40, 40, 40), 4, window_z=4)
+    assert strides == [(2, 2, 2), (1, 2, 2), (1, 2, 2)]
+    with pytest.raises(ValueError, match="depth"):
+        plan_levels((1, 1, 1), 0)
+
+
+@pytest.mark.parametrize("name", ["resunet3d", "unet2d"])
+def test_build_network_shapes(name):
+    window = (4, 32, 32) if name == "resunet3d" else (1, 32, 32)
+    config = tiny_config(name, window)
+    net = build_network(config).eval()
+    factor = network_factor(config.architecture)
+    assert all(w % f == 0 for w, f in zip(window, factor))
+    x = torch.randn(2, 1, *window)
+    with torch.no_grad():
+        out = net(x) if name == "resunet3d" else net(x[:, :, 0])
+    assert out.shape[1] == 2 and out.shape[-2:] == (32, 32)
+
+
+def test_unknown_architecture_is_refused():
+    with pytest.raises(ValueError, match="architecture"):
+        plan_architecture("vnet", 2, (1, 1, 1), (4, 32, 32))
+
+
+def test_save_load_roundtrip_and_registry(tmp_path):
+    config = tiny_config()
+    torch.manual_seed(0)
+    net = build_network(config).eval()
+    save_model(tmp_path / "m1", net, config, [{"iteration": 1, "loss": 0.5}])
+    model = load_model(tmp_path / "m1", device="cpu")
+    x = torch.randn(2, 1, 4, 32, 32)
+    with torch.no_grad():
+        expect = torch.sigmoid(net(x))
+    np.testing.assert_allclose(model(x).numpy(), expect.numpy(), atol=1e-6)
+    assert (tmp_path / "m1" / "history.csv").read_text().startswith("iteration,loss")
+    assert model.config.normalization == {"mean": 100.0, "std": 20.0}
+    infos = list_models(tmp_path)
+    assert [i.name for i in infos] == ["m1"]
+    assert infos[0].task == "instance" and infos[0].classes == ["object"]
+    assert list_models(tmp_path / "m1")[0].path == tmp_path / "m1"
+
+
+class Payload:
+    """Stands in for an object that would run code when unpickled."""
+
+
+def test_pickled_object_in_weights_is_refused(tmp_path):
+    config = tiny_config()
+    net = build_network(config)
+    save_model(tmp_path, net, config)
+    state = net.state_dict()
+    state["extra"] = Payload()
+    torch.save(state, tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match="may run code") as err:
+        load_model(tmp_path, device="cpu")
+    assert "was not loaded" in str(err.value)
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    save_model(tmp_path, build_network(tiny_config()), tiny_config())
+    wider = tiny_config()
+    wider.architecture["width"] = 8
+    wider.save(tmp_path)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_model(tmp_path, device="cpu")
