@@ -198,3 +198,5 @@ def test_both_strategies_agree(monkeypatch, chunks):
         tables.append(measure(labels, VOXEL, image=s.image, classes=s.semantic))
     pd.testing.assert_frame_equal(tables[0], tables[1])
     pd.testing.assert_frame_equal(tables[0], tables[2])
+    quick = measure(labels, VOXEL, image=s.image, classes=s.semantic, surface=False)
+    pd.testing.assert_frame_equal(quick, tables[0].drop(columns="surface_um2"))

@@ -117,13 +117,15 @@ def block_stats(
     offset: tuple[int, ...],
     image: np.ndarray | None,
     semantic: np.ndarray | None,
+    surface: bool = True,
 ) -> dict[str, np.ndarray]:
     """Partial sums of one block, keyed by global id.
 
     Keys: ``id``, ``voxels``, ``lo``/``hi`` (bbox, end exclusive), ``csum``
     (coordinate sums), ``face_id``/``faces`` (boundary faces per axis),
     ``isum`` (grey-value sums, with ``image``), ``pair_id``/``pair_class``/
-    ``pair_count`` (voxels per class, with ``semantic``).
+    ``pair_count`` (voxels per class, with ``semantic``). Faces are zero
+    without ``surface``.
     """
     halo = check_labels(halo)
     pad = tuple(s.start - max(s.start - 1, 0) for s in inner)
@@ -139,11 +141,11 @@ def block_stats(
             gid[new] = old
     n_objects = hi if gid is None else len(gid) - 1  # an upper bound
     if n_objects * VOXELS_PER_OBJECT < block.size:
-        return _by_object(halo, pad, local, gid, offset, image, semantic)
-    return _by_voxel(halo, pad, local, gid, offset, image, semantic)
+        return _by_object(halo, pad, local, gid, offset, image, semantic, surface)
+    return _by_voxel(halo, pad, local, gid, offset, image, semantic, surface)
 
 
-def _by_voxel(halo, pad, local, gid, offset, image, semantic) -> dict[str, np.ndarray]:
+def _by_voxel(halo, pad, local, gid, offset, image, semantic, surface) -> dict[str, np.ndarray]:
     local = np.ascontiguousarray(local)
     stats = cc3d.statistics(local, no_slice_conversion=True)
     counts = stats["voxel_counts"].astype(np.int64)
@@ -171,9 +173,11 @@ def _by_voxel(halo, pad, local, gid, offset, image, semantic) -> dict[str, np.nd
         keys, kc = fastremap.unique(key, return_counts=True)
         part["pair_id"], part["pair_class"] = keys >> np.uint64(16), keys & np.uint64(0xFFFF)
         part["pair_count"] = kc.astype(np.int64)
-    faces = _faces(halo, pad, local)
     part["face_id"] = part["id"]
-    part["faces"] = faces[present]
+    if surface:
+        part["faces"] = _faces(halo, pad, local)[present]
+    else:
+        part["faces"] = np.zeros((len(present), 3), np.int64)
     return part
 
 
@@ -188,29 +192,35 @@ def _faces(halo: np.ndarray, pad: tuple[int, ...], local: np.ndarray) -> np.ndar
     core = [slice(p, p + k) for p, k in zip(pad, shape)]
     centre = halo[tuple(core)]
     faces = np.zeros((n, 3), np.int64)
+    flat = np.ascontiguousarray(local).ravel()
+    strides = (shape[1] * shape[2], shape[2], 1)
     for ax in range(3):
-        for step in (-1, 1):
-            has_halo = pad[ax] == 1 if step < 0 else pad[ax] + shape[ax] < halo.shape[ax]
-            if has_halo:  # compare every block voxel with its neighbour
+        # Pairs inside the block, compared on the flat array (fast, contiguous);
+        # pairs that wrap around a row or plane are masked out.
+        st = strides[ax]
+        diff = np.zeros(flat.size, bool)
+        np.not_equal(flat[:-st], flat[st:], out=diff[:-st])
+        last = [slice(None)] * 3
+        last[ax] = -1
+        diff.reshape(shape)[tuple(last)] = False
+        idx = np.flatnonzero(diff)
+        count = np.bincount(flat[idx], minlength=n) + np.bincount(flat[idx + st], minlength=n)
+        for step, edge in ((-1, 0), (1, shape[ax] - 1)):  # the block's two end layers
+            layer = [slice(None)] * 3
+            layer[ax] = edge
+            vals = local[tuple(layer)]
+            beyond = core[ax].start + edge + step
+            if 0 <= beyond < halo.shape[ax]:  # neighbour in the halo: faces where it differs
                 sl = list(core)
-                sl[ax] = slice(core[ax].start + step, core[ax].stop + step)
-                diff = centre != halo[tuple(sl)]
-                vals = local[diff]
-            else:  # inside the block, plus the stack's face on that side
-                a, b = [slice(None)] * 3, [slice(None)] * 3
-                a[ax], b[ax] = (
-                    (slice(1, None), slice(0, -1)) if step < 0 else (slice(0, -1), slice(1, None))
-                )
-                diff = centre[tuple(a)] != centre[tuple(b)]
-                edge = [slice(None)] * 3
-                edge[ax] = 0 if step < 0 else -1
-                vals = np.concatenate([local[tuple(a)][diff], local[tuple(edge)].ravel()])
-            faces[:, ax] += np.bincount(vals, minlength=n)
+                sl[ax] = beyond
+                vals = vals[centre[tuple(layer)] != halo[tuple(sl)]]
+            count += np.bincount(vals.ravel(), minlength=n)  # else the stack's face
+        faces[:, ax] = count
     faces[0] = 0
     return faces
 
 
-def _by_object(halo, pad, local, gid, offset, image, semantic) -> dict[str, np.ndarray]:
+def _by_object(halo, pad, local, gid, offset, image, semantic, surface) -> dict[str, np.ndarray]:
     objs = ndi.find_objects(local)
     rows, isums, pairs = [], [], []
     for k, sl in enumerate(objs):
@@ -231,11 +241,13 @@ def _by_object(halo, pad, local, gid, offset, image, semantic) -> dict[str, np.n
             int(c.sum(axis=axes) @ np.arange(c.shape[ax]))
             for ax, axes in ((0, (1, 2)), (1, (0, 2)), (2, (0, 1)))
         ]
-        f = (
-            np.count_nonzero(c > m[:-2, 1:-1, 1:-1]) + np.count_nonzero(c > m[2:, 1:-1, 1:-1]),
-            np.count_nonzero(c > m[1:-1, :-2, 1:-1]) + np.count_nonzero(c > m[1:-1, 2:, 1:-1]),
-            np.count_nonzero(c > m[1:-1, 1:-1, :-2]) + np.count_nonzero(c > m[1:-1, 1:-1, 2:]),
-        )
+        f = (0, 0, 0)
+        if surface:
+            f = (
+                np.count_nonzero(c > m[:-2, 1:-1, 1:-1]) + np.count_nonzero(c > m[2:, 1:-1, 1:-1]),
+                np.count_nonzero(c > m[1:-1, :-2, 1:-1]) + np.count_nonzero(c > m[1:-1, 2:, 1:-1]),
+                np.count_nonzero(c > m[1:-1, 1:-1, :-2]) + np.count_nonzero(c > m[1:-1, 1:-1, 2:]),
+            )
         start = [s.start + o for s, o in zip(sl, offset)]
         stop = [s.stop + o for s, o in zip(sl, offset)]
         rows.append((g, n, *start, *stop, *(cs + n * a for cs, a in zip(csum, start)), *f))
