@@ -307,3 +307,20 @@ def test_default_chunks_keep_slabs_bounded_for_huge_slices():
     assert depth * 9000 * 9000 * 2 <= MAX_SLAB_BYTES < (depth + 1) * 9000 * 9000 * 2
     assert _chunks(da.zeros((4, 100, 100)), None) == (4, 100, 100)
     assert _chunks(huge, (32, 64, 64)) == (32, 64, 64)  # explicit chunks are kept
+
+
+def test_combine_slices_memory_does_not_grow_with_the_folder(tmp_path):
+    folder, plane = tmp_path / "many", np.zeros((1024, 1024), np.uint8)
+    folder.mkdir()
+    for i in range(48):  # 48 MiB of slices
+        plane[:] = i
+        tifffile.imwrite(folder / f"s_{i}.tif", plane)
+    run_job(combine_slices(_slice_folder(tmp_path / "few", n=2), tmp_path / "warm-up.zarr"))
+    tracemalloc.start()
+    try:
+        volume = run_job(combine_slices(folder, tmp_path / "all.zarr", chunks=(4, 256, 256)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 48 * 2**20 / 4, f"peak {peak / 2**20:.1f} MiB for 48 MiB of slices"
+    np.testing.assert_array_equal(volume.data[:, 9, 9].compute(), np.arange(48))

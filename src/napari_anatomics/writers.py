@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -380,14 +381,26 @@ def _stream(data: da.Array, depth: int | None, write) -> Job[None]:
         return
     n = data.shape[0]
     per_slice = max(data.chunks[0]) == 1
+    if per_slice and data.numblocks[1:] == (1, 1):
+        # one task per slice: computing it directly skips dask's per-call graph overhead
+        planes = data.to_delayed().ravel()
+
+        def read(z: int) -> np.ndarray:
+            return np.asarray(dask.compute(planes[z], scheduler="synchronous")[0])[0]
+
+    else:
+
+        def read(z: int) -> np.ndarray:
+            return np.asarray(data[z].compute())
+
     # whole source chunks per slab, so a computed source is not computed twice
     step = depth * -(-max(data.chunks[0]) // depth)
     for z0 in range(0, n, step):
         z1 = min(z0 + step, n)
-        if per_slice and z1 - z0 > 1:
+        if per_slice:
             block = np.empty((z1 - z0, *data.shape[1:]), dtype=data.dtype)
             for z in range(z0, z1):
-                block[z - z0] = data[z].compute()
+                block[z - z0] = read(z)
                 yield Progress(z + 1, n, f"slice {z + 1}/{n}")
         else:
             block = np.asarray(data[z0:z1].compute())
