@@ -16,8 +16,12 @@ from napari_anatomics._widgets._layers import add_volume, layer_volume
 from napari_anatomics._widgets._plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
 from napari_anatomics._widgets.autolabel import AutoLabelWidget
+from napari_anatomics._widgets.export import LABEL_FORMATS, ExportWidget
 from napari_anatomics._widgets.proofread import ProofreadWidget
 from napari_anatomics._widgets.train import TrainWidget
+from napari_anatomics.geometry import read_ply
+from napari_anatomics.io import open_volume
+from napari_anatomics.measure import read_csv
 from napari_anatomics.model_config import ModelConfig
 from napari_anatomics.progress import run_job
 from napari_anatomics.samples import load_sample
@@ -299,3 +303,43 @@ def test_autolabel_streams_into_zarr_backed_layer(sample_viewer, qtbot, tiny_mod
     np.testing.assert_array_equal(np.asarray(layer.data), zarr.open_array(str(out / "labels"))[:])
     assert int(np.asarray(layer.data).max()) == widget.result.attrs["n_objects"]
     assert layer.metadata["model"] == str(tiny_model)
+
+
+def test_export_table_meshes_points_labels(sample_viewer, qtbot, tmp_path):
+    widget = ExportWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    layer = sample_viewer.layers["labels"]
+    widget.labels_combo.set_layer(layer)
+    widget.image_combo.set_layer(sample_viewer.layers["image"])
+    widget.folder.setText(str(tmp_path))
+    widget.base_name.setText("crop")
+    for box in (widget.table, widget.meshes, widget.points, widget.labels_file):
+        box.setChecked(True)
+    widget.smooth.setValue(2)
+    widget.label_format.setCurrentText(next(k for k, v in LABEL_FORMATS.items() if v == ".h5"))
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: len(widget.written) > 0, timeout=60000)
+    names = sorted(Path(p).name for p in widget.written)
+    assert names == [
+        "crop_labels.h5:data",
+        "crop_objects.csv",
+        "crop_totals.csv",
+        "meshes.ply",
+        "points.ply",
+    ]
+    ids = set(np.unique(layer.data)) - {0}
+    table = read_csv(tmp_path / "crop_objects.csv")
+    assert set(table["id"]) == ids
+    assert table["voxels"].sum() == np.count_nonzero(layer.data)
+    assert "mean_intensity" in table
+    totals = read_csv(tmp_path / "crop_totals.csv")
+    assert int(totals.set_index("class").loc["all", "count"]) == len(ids)
+    mesh = read_ply(tmp_path / "crop_meshes" / "meshes.ply")
+    points = read_ply(tmp_path / "crop_points" / "points.ply")
+    assert set(np.unique(mesh["vertex"]["id"])) == ids
+    assert len(mesh["face"]) > 0
+    assert set(np.unique(points["vertex"]["id"])) == ids
+    saved = open_volume(str(tmp_path / "crop_labels.h5"))
+    np.testing.assert_array_equal(np.asarray(saved.data), layer.data)
+    assert saved.voxel_size == (40.0, 40.0, 40.0)
+    assert widget.files.count() == 5
