@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 
 import dask.array as da
@@ -15,7 +16,7 @@ from PIL import Image
 from napari_anatomics.io import VolumeReadError, open_volume, require_3d
 from napari_anatomics.progress import run_job
 from napari_anatomics.slices import combine_slices, natural_key
-from napari_anatomics.writers import write_h5, write_tif, write_zarr, write_zarr_job
+from napari_anatomics.writers import write_h5, write_tif, write_zarr
 
 
 @pytest.fixture
@@ -254,14 +255,15 @@ def test_uint32_tif_and_zarr_component_in_existing_group(tmp_path, stack):
     assert sorted(p.name for p in (store / "pred").iterdir()) == ["labels", "zarr.json"]
 
 
-def test_cancelled_write_leaves_nothing(tmp_path, stack):
-    job = write_zarr_job(
-        da.from_array(stack, chunks=(1, 20, 30)), tmp_path / "x.zarr", chunks=(4, 20, 30)
-    )
-    next(job)
-    next(job)
+@pytest.mark.parametrize("suffix", [".zarr", ".tif", ".h5"])
+def test_cancelled_combine_leaves_nothing(tmp_path, suffix):
+    folder = _slice_folder(tmp_path / "slices", n=12)
+    job = combine_slices(folder, tmp_path / f"out{suffix}", chunks=(4, 30, 40))
+    for _ in range(6):  # a few slices in, then the user cancels
+        next(job)
     job.close()
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["slices"]
+    assert "anatomics-tif-writer" not in {t.name for t in threading.enumerate()}
 
 
 def test_zarr_writer_streams_in_bounded_memory(tmp_path):
