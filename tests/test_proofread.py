@@ -136,3 +136,18 @@ def test_relabel_sequential(kind):
 def test_dask_is_refused(synth):
     with pytest.raises(TypeError, match="read-only dask"):
         pr.delete(da.from_array(synth.labels), [1])
+
+
+def test_2d_numpy_layer_data():
+    a = np.zeros((6, 9), np.uint8)
+    a[1:3, 1:4] = 4
+    a[4:, 5:] = 8
+    before = a.copy()
+    edit = pr.merge(a, [4, 8])
+    assert (a[before > 0] == 4).all() and edit.bbox == (slice(0, 1), slice(4, 6), slice(5, 9))
+    pr.undo(a, edit)
+    np.testing.assert_array_equal(a, before)
+    edit = pr.relabel_sequential(a)
+    np.testing.assert_array_equal(a, np.select([before == 4, before == 8], [1, 2], 0))
+    pr.undo(a, edit)
+    np.testing.assert_array_equal(a, before)

@@ -3,7 +3,8 @@
 Every operation changes ``labels`` **in place** and touches only the bounding
 boxes of the objects it changes, so it stays fast on big arrays. ``labels`` may
 be a numpy array (e.g. a napari Labels layer's ``data``: call
-``layer.refresh()`` afterwards), a zarr array or an h5py dataset (regions are
+``layer.refresh()`` afterwards; a 2D array is handled as one slice, so its
+edits have (1, y, x) boxes), a zarr array or an h5py dataset (regions are
 read, changed and written back). Dask arrays are read-only: write them to zarr
 first.
 
@@ -101,7 +102,7 @@ def delete(labels: Any, ids: int | Iterable[int], *, index: Index | None = None)
     -------
     Edit
     """
-    ids = _id_tuple(ids)
+    labels, ids = _writable(labels), _id_tuple(ids)
     return _paint(labels, ids, 0, _boxes(labels, ids, index), "delete")
 
 
@@ -121,7 +122,7 @@ def merge(
     index : DataFrame or mapping, optional
         Bounding boxes, as for :func:`delete`.
     """
-    ids = _id_tuple(ids)
+    labels, ids = _writable(labels), _id_tuple(ids)
     target = min(ids) if into is None else int(into)
     if target <= 0:
         raise ValueError("merge target must be a positive id")
@@ -154,6 +155,7 @@ def remove_small(
         A :func:`~napari_anatomics.measure.measure` table of ``labels``
         (avoids a pass over the data).
     """
+    labels = _writable(labels)
     table = index_instances(labels) if index is None else index
     sizes = table["voxels"].to_numpy(dtype=float)
     if unit == "um3":
@@ -187,6 +189,7 @@ def remove_border(
     """
     if axes not in ("zyx", "yx"):
         raise ValueError(f"axes must be 'zyx' or 'yx', not {axes!r}")
+    labels = _writable(labels)
     table = index_instances(labels) if index is None else index
     shape = np.asarray(labels.shape[-3:])
     lo = table[["bbox_z0", "bbox_y0", "bbox_x0"]].to_numpy() == 0
@@ -204,7 +207,7 @@ def relabel_sequential(labels: Any) -> Edit:
 
     Works over the whole array (block by block for zarr/h5py).
     """
-    _check_writable(labels)
+    labels = _writable(labels)
     present = _present_ids(labels)
     mapping = {int(old): new for new, old in enumerate(present[present > 0], start=1)}
     changed = {k: v for k, v in mapping.items() if k != v}
@@ -215,6 +218,7 @@ def relabel_sequential(labels: Any) -> Edit:
 
 def undo(labels: Any, edit: Edit) -> None:
     """Restore what ``edit`` changed (in place)."""
+    labels = _writable(labels)
     if edit.mapping is not None:
         if edit.mapping:
             _remap(labels, {v: k for k, v in edit.mapping.items()})
@@ -228,6 +232,7 @@ def undo(labels: Any, edit: Edit) -> None:
 
 def redo(labels: Any, edit: Edit) -> None:
     """Apply ``edit`` again after :func:`undo` (in place)."""
+    labels = _writable(labels)
     if edit.mapping is not None:
         if edit.mapping:
             _remap(labels, edit.mapping)
@@ -251,18 +256,21 @@ def _id_tuple(ids: int | Iterable[int]) -> tuple[int, ...]:
     return out
 
 
-def _check_writable(labels: Any) -> None:
+def _writable(labels: Any) -> Any:
+    """``labels`` as a writable 3D array (a 2D numpy array becomes a one-slice view)."""
     if isinstance(labels, da.Array):
         raise TypeError(
             "labels is a read-only dask array: write it to zarr (or load it into memory) "
             "before proofreading"
         )
+    if isinstance(labels, np.ndarray) and labels.ndim == 2:
+        return labels[None]
     if len(labels.shape) != 3:
-        raise ValueError(f"labels must be 3D (z, y, x), not shape {labels.shape}")
+        raise ValueError(f"labels must be 3D (z, y, x) or a 2D numpy array, not {labels.shape}")
+    return labels
 
 
 def _boxes(labels: Any, ids: tuple[int, ...], index: Index | None) -> dict[int, Slices]:
-    _check_writable(labels)
     if index is None:
         return bounding_boxes(index_instances(labels, ids))
     if isinstance(index, pd.DataFrame):
@@ -274,7 +282,6 @@ def _paint(
     labels: Any, ids: tuple[int, ...], value: int, boxes: Mapping[int, Slices], op: str
 ) -> Edit:
     """Write ``value`` over ``ids`` within their boxes; record the old values."""
-    _check_writable(labels)
     if value and value > np.iinfo(labels.dtype).max:
         raise ValueError(f"id {value} does not fit in labels of type {labels.dtype}")
     edit = Edit(op, ids, value)
