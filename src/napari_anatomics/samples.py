@@ -129,12 +129,15 @@ def synthetic_sbfsem(
         inside = dist <= 1.0
         if not inside.any():
             continue
-        region = labels[tuple(slice(a, b) for a, b in zip(lo, hi))]
-        # Keep a one-voxel gap to other objects (touching membranes, not overlaps).
-        grown = ndi.binary_dilation(inside)
-        if np.any(region[grown]):
+        # Keep a one-voxel gap to other objects (touching membranes, not overlaps):
+        # look one voxel beyond the bounding box, where the grown object reaches.
+        plo, phi = np.maximum(lo - 1, 0), np.minimum(hi + 1, shape)
+        grown = np.zeros(tuple(phi - plo), dtype=bool)
+        grown[tuple(slice(a - p, b - p) for a, b, p in zip(lo, hi, plo))] = inside
+        grown = ndi.binary_dilation(grown)
+        if np.any(labels[tuple(slice(a, b) for a, b in zip(plo, phi))][grown]):
             continue
-        region[inside] = len(classes)
+        labels[tuple(slice(a, b) for a, b in zip(lo, hi))][inside] = len(classes)
         classes.append(int(rng.integers(1, n_classes + 1)))
     class_arr = np.asarray(classes, dtype=np.int64)
     image = _render(labels, class_arr, rng, noise)
