@@ -81,8 +81,6 @@ def read_reflected(data, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
 
 def block_mean(block: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """Reduce a 3D block whose shape is a multiple of ``factors`` by block means."""
-    if all(f == 1 for f in factors):
-        return block.astype(np.float32, copy=False)
     (z, y, x), (fz, fy, fx) = block.shape, factors
     view = block.reshape(z // fz, fz, y // fy, fy, x // fx, fx)
     return view.mean(axis=(1, 3, 5), dtype=np.float64).astype(np.float32)
@@ -123,6 +121,8 @@ class RegionPredictor:
         How augmented predictions are combined.
     batch : int
         Tiles per network call.
+    cache_mb : float
+        Memory for predicted tiles that the next regions also need (0: none).
     """
 
     def __init__(
@@ -133,6 +133,7 @@ class RegionPredictor:
         tta: int = 0,
         tta_mode: str = "mean",
         batch: int = 1,
+        cache_mb: float = 0.0,
     ) -> None:
         if tta_mode not in ("mean", "max"):
             raise ValueError(f"tta_mode must be 'mean' or 'max', not {tta_mode!r}")
@@ -140,57 +141,106 @@ class RegionPredictor:
             raise ValueError(f"batch must be a positive number of tiles, not {batch!r}")
         self.model, self.plan, self.batch, self.tta_mode = model, plan, int(batch), tta_mode
         self.tta = int(tta)
+        self._cache: dict[tuple[int, int, int], np.ndarray] = {}  # insertion ordered
+        self._cache_last: dict[tuple[int, int, int], int] = {}
+        self._cache_bytes, self._cache_limit = 0, cache_mb * 2**20
         self.transforms = tta_transforms(int(tta), plan.window)
         self.channels = model.config.out_channels
         self.cuda = torch.device(model.device).type == "cuda"
 
-    def region(self, data, region: Sequence[slice]) -> Generator[int, None, np.ndarray]:
-        """Job over one region: yields tiles done, returns ``(C, *region)`` float32."""
+    def region(
+        self, data, region: Sequence[slice], index: int | None = None
+    ) -> Generator[int, None, np.ndarray]:
+        """Job over one region: yields tiles blended so far, returns ``(C, *region)`` float32.
+
+        With ``index`` (the region's position in ``plan.regions``, processed in
+        that order), tiles a later region also needs are kept in a cache of
+        ``cache_mb`` so they are not predicted twice.
+        """
         plan, window = self.plan, self.plan.window
         mrange = plan.model_range(region)
         tiles = plan.tiles_for(mrange)
-        lo = [min(t[a] for t in tiles) for a in range(3)]
-        hi = [max(t[a] for t in tiles) + window[a] for a in range(3)]
-        f = plan.downsample
-        raw = read_reflected(data, [a * k for a, k in zip(lo, f)], [b * k for b, k in zip(hi, f)])
-        image = normalize(block_mean(raw, f), self.model.config.normalization)
-        del raw
+        ready = {k: self._cache[t] for k, t in enumerate(tiles) if t in self._cache}
+        todo = [k for k in range(len(tiles)) if k not in ready]
         size = [b - a for a, b in mrange]
         acc = np.zeros((self.channels, *size), dtype=np.float32)
         wsum = np.zeros(size, dtype=np.float32)
-        weights = plan.weights
+        blended = 0
+
+        def blend_ready() -> int:
+            nonlocal blended
+            while blended < len(tiles) and blended in ready:  # fixed order: exact sums
+                self._blend(acc, wsum, mrange, tiles[blended], ready.pop(blended))
+                blended += 1
+            return blended
+
+        if todo:
+            lo = [min(tiles[k][a] for k in todo) for a in range(3)]
+            hi = [max(tiles[k][a] for k in todo) + window[a] for a in range(3)]
+            f = plan.downsample
+            raw = read_reflected(
+                data, [a * k for a, k in zip(lo, f)], [b * k for b, k in zip(hi, f)]
+            )
+            # Raw grey values (uint8 stays uint8) at model resolution; tiles are
+            # normalized batch by batch, so the region's input stays small.
+            image = raw if all(k == 1 for k in f) else block_mean(raw, f)
+            del raw
         pending = None
-        for first in range(0, len(tiles), self.batch):
-            group = tiles[first : first + self.batch]
-            x = np.stack(
+        for first in range(0, len(todo), self.batch):
+            group = todo[first : first + self.batch]
+            x = self._normalized(
                 [
                     image[tuple(slice(t[a] - lo[a], t[a] - lo[a] + window[a]) for a in range(3))]
-                    for t in group
+                    for t in (tiles[k] for k in group)
                 ]
-            )[:, None]
+            )
             handle = self._submit(x)
             if pending is not None:
-                self._blend(acc, wsum, weights, mrange, *pending)
-                yield first
+                self._collect(ready, tiles, index, *pending)
+                yield blend_ready()
             pending = (group, handle)
         if pending is not None:
-            self._blend(acc, wsum, weights, mrange, *pending)
-            yield len(tiles)
+            self._collect(ready, tiles, index, *pending)
+        yield blend_ready()
+        if index is not None:
+            for tile in [t for t, last in self._cache_last.items() if last <= index]:
+                self._uncache(tile)
         acc /= wsum
         return upsample(acc, plan, mrange, region)
 
-    def _blend(self, acc, wsum, weights, mrange, group, handle) -> None:
-        probs = self._result(handle)
+    def _normalized(self, tiles) -> np.ndarray:
+        """Stack raw tiles into a normalized float32 batch (B, 1, Z, Y, X)."""
+        batch = np.stack(list(tiles))[:, None]
+        return normalize(batch, self.model.config.normalization)
+
+    def _collect(self, ready, tiles, index, group, handle) -> None:
+        """Store a batch's predictions; cache those a later region needs."""
+        for k, prob in zip(group, self._result(handle)):
+            ready[k] = prob
+            if index is None or self._cache_limit <= 0:
+                continue
+            last = self.plan.last_region(tiles[k])
+            if last > index:
+                self._cache[tiles[k]] = prob.copy()
+                self._cache_last[tiles[k]] = last
+                self._cache_bytes += prob.nbytes
+                while self._cache_bytes > self._cache_limit:
+                    self._uncache(next(iter(self._cache)))
+
+    def _uncache(self, tile) -> None:
+        self._cache_bytes -= self._cache.pop(tile).nbytes
+        del self._cache_last[tile]
+
+    def _blend(self, acc, wsum, mrange, tile, prob) -> None:
         window = self.plan.window
-        for tile, prob in zip(group, probs):
-            dst, src = [], []
-            for a in range(3):
-                a0, a1 = max(tile[a], mrange[a][0]), min(tile[a] + window[a], mrange[a][1])
-                dst.append(slice(a0 - mrange[a][0], a1 - mrange[a][0]))
-                src.append(slice(a0 - tile[a], a1 - tile[a]))
-            w = weights[tuple(src)]
-            acc[(slice(None), *dst)] += prob[(slice(None), *src)] * w
-            wsum[tuple(dst)] += w
+        dst, src = [], []
+        for a in range(3):
+            a0, a1 = max(tile[a], mrange[a][0]), min(tile[a] + window[a], mrange[a][1])
+            dst.append(slice(a0 - mrange[a][0], a1 - mrange[a][0]))
+            src.append(slice(a0 - tile[a], a1 - tile[a]))
+        w = self.plan.weights[tuple(src)]
+        acc[(slice(None), *dst)] += prob[(slice(None), *src)] * w
+        wsum[tuple(dst)] += w
 
     def _submit(self, x: np.ndarray):
         tensor = torch.from_numpy(np.ascontiguousarray(x))

@@ -80,7 +80,9 @@ def predict(
     chunks : sequence of 3 int, optional
         Output chunk (z, y, x), default (32, 256, 256) clipped to the stack.
     memory_mb : float
-        Budget for one processing region (a block of chunks); sets its size.
+        Budget for one processing region (a block of chunks), which sets its
+        size, and again for predicted tiles kept for the next regions (tiles
+        straddling region borders are predicted once while this cache holds them).
     blend : {"gaussian", "linear"}
         Weight profile used to blend overlapping tiles.
     threads : int, optional
@@ -129,7 +131,9 @@ def predict(
         memory_mb=memory_mb,
         blend=blend,
     )
-    predictor = RegionPredictor(model, plan, tta=tta, tta_mode=tta_mode, batch=batch)
+    predictor = RegionPredictor(
+        model, plan, tta=tta, tta_mode=tta_mode, batch=batch, cache_mb=memory_mb
+    )
     settings = {
         "shape": list(plan.shape),
         "window": list(plan.window),
@@ -196,7 +200,7 @@ def predict(
         try:
             for index in todo:
                 region = plan.regions[index]
-                job = predictor.region(image.data, region)
+                job = predictor.region(image.data, region, index)
                 while True:
                     try:
                         tiles_done = next(job)
@@ -228,9 +232,11 @@ def predict(
 
 
 def write_region(array, region: Sequence[slice], probs: np.ndarray, output: str) -> None:
-    """Quantize ``(C, *region)`` probabilities and write them into the array."""
-    if output == "uint8":
-        data = np.rint(np.clip(probs, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """Quantize ``(C, *region)`` float32 probabilities (in place) and write them."""
+    if output == "uint8":  # in place: no full-size temporaries
+        np.clip(probs, 0.0, 1.0, out=probs)
+        probs *= 255.0
+        data = np.rint(probs, out=probs).astype(np.uint8)
     else:
         data = probs.astype(output)
     array[(slice(None), *region)] = data

@@ -185,25 +185,39 @@ class TilePlan:
         return prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
 
     @cached_property
-    def regions(self) -> list[tuple[slice, slice, slice]]:
-        """Processing regions (full-resolution slices), in a fixed order."""
-        ranges = [
+    def _axis_regions(self) -> list[list[slice]]:
+        return [
             [slice(a, min(a + r, s)) for a in range(0, s, r)]
             for s, r in zip(self.shape, self.region)
         ]
-        return [tuple(sl) for sl in itertools.product(*ranges)]  # type: ignore[misc]
+
+    @cached_property
+    def regions(self) -> list[tuple[slice, slice, slice]]:
+        """Processing regions (full-resolution slices), in raster order (x fastest)."""
+        return [tuple(sl) for sl in itertools.product(*self._axis_regions)]  # type: ignore[misc]
 
     def model_range(self, region: Sequence[slice]) -> list[tuple[int, int]]:
         """Model voxels [start, stop) needed to upsample a full-resolution region."""
-        out = []
-        for sl, f, size in zip(region, self.downsample, self.model_shape):
-            if f == 1:
-                out.append((sl.start, sl.stop))
-                continue
-            lo = math.floor((sl.start + 0.5) / f - 0.5)
-            hi = math.floor((sl.stop - 0.5) / f - 0.5) + 2
-            out.append((max(lo, 0), min(hi, size)))
-        return out
+        return [self._axis_model_range(axis, sl) for axis, sl in enumerate(region)]
+
+    def _axis_model_range(self, axis: int, sl: slice) -> tuple[int, int]:
+        f, size = self.downsample[axis], self.model_shape[axis]
+        if f == 1:
+            return (sl.start, sl.stop)
+        lo = math.floor((sl.start + 0.5) / f - 0.5)
+        hi = math.floor((sl.stop - 0.5) / f - 0.5) + 2
+        return (max(lo, 0), min(hi, size))
+
+    def last_region(self, tile: Sequence[int]) -> int:
+        """Index of the last region (in :attr:`regions` order) that needs a tile."""
+        last = []
+        for axis, t in enumerate(tile):
+            lo = t + self.border[axis]
+            hi = t + self.window[axis] - self.border[axis]
+            ranges = [self._axis_model_range(axis, sl) for sl in self._axis_regions[axis]]
+            last.append(max(j for j, (a, b) in enumerate(ranges) if lo < b and hi > a))
+        grid = [len(r) for r in self._axis_regions]
+        return int(np.ravel_multi_index(last, grid))
 
     def tiles_for(self, mrange: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
         """Start corners of the tiles whose trusted interior meets a model range."""
