@@ -14,7 +14,7 @@ from napari_anatomics.samples import synthetic_sbfsem
 VOXEL = (40.0, 10.0, 10.0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def synth():
     return synthetic_sbfsem((20, 96, 96), 12, voxel_size=VOXEL, seed=2)
 
