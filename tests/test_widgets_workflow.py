@@ -18,7 +18,7 @@ from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
 from napari_anatomics._widgets.autolabel import AutoLabelWidget
 from napari_anatomics._widgets.export import LABEL_FORMATS, ExportWidget
 from napari_anatomics._widgets.proofread import ProofreadWidget
-from napari_anatomics._widgets.train import TrainWidget
+from napari_anatomics._widgets.train import TrainWidget, send_to_train
 from napari_anatomics.geometry import read_ply
 from napari_anatomics.io import open_volume
 from napari_anatomics.measure import read_csv
@@ -343,3 +343,41 @@ def test_export_table_meshes_points_labels(sample_viewer, qtbot, tmp_path):
     np.testing.assert_array_equal(np.asarray(saved.data), layer.data)
     assert saved.voxel_size == (40.0, 40.0, 40.0)
     assert widget.files.count() == 5
+
+
+def test_proofread_zarr_backed_labels_and_back_to_training(sample_viewer, qtbot, tmp_path):
+    """Correct auto-labels that live on disk, undo, save, and send them to Train."""
+    store = zarr.create_array(
+        store=str(tmp_path / "pred.zarr"), shape=(6, 128, 192), chunks=(6, 64, 64), dtype="uint32"
+    )
+    store[:] = sample_viewer.layers["labels"].data
+    layer = sample_viewer.add_labels(store, name="on disk", scale=(40.0, 40.0, 40.0))
+    widget = ProofreadWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    widget.labels_combo.set_layer(layer)
+    qtbot.waitUntil(lambda: len(widget.frame) > 0, timeout=20000)
+    n = len(widget.frame)
+    before = store[:]
+    target = int(widget.frame["id"].iloc[0])
+    _double_click(layer, np.argwhere(before == target)[0])
+    assert not (store[:] == target).any()  # written to the zarr on disk
+    assert len(widget.frame) == n - 1
+    layer.undo()
+    np.testing.assert_array_equal(store[:], before)
+    qtbot.waitUntil(lambda: len(widget.frame) == n, timeout=20000)
+
+    # save the corrected labels to a file
+    saved = tmp_path / "corrected.tif"
+    widget.save_path.setText(str(saved))
+    assert widget.save() is not None
+    qtbot.waitUntil(lambda: layer.metadata.get("source") == str(saved), timeout=20000)
+    np.testing.assert_array_equal(np.asarray(open_volume(str(saved)).data), before)
+
+    # "Use for training" opens the Train panel with these labels chosen
+    layer.metadata["model"] = str(tmp_path / "some-model")
+    widget.image_combo.set_layer(sample_viewer.layers["image"])
+    widget.use_for_training()
+    panel = send_to_train(sample_viewer, layer)  # the same panel, not a second one
+    assert panel.labels_combo.layer() is layer
+    assert panel.image_combo.layer() is sample_viewer.layers["image"]
+    assert panel.finetune.folder() == str(tmp_path / "some-model")

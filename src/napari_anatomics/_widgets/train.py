@@ -37,6 +37,8 @@ from ._layers import LayerCombo, PathEdit, layer_voxel_size, pick_volume
 from ._models import ModelCombo, default_model_root, prepare_torch, refresh_all, unique_folder
 from ._plot import LinePlot
 
+#: The panel's display name in napari.yaml (Plugins menu).
+TRAIN_DISPLAY_NAME = "4. Train"
 #: Every open Train panel, so other panels can send it labels.
 _INSTANCES: weakref.WeakSet = weakref.WeakSet()
 
@@ -288,6 +290,6 @@ def send_to_train(viewer, labels: Labels, image: Image | None = None) -> TrainWi
     if panels:
         panel = panels[0]
     else:
-        _dock, panel = viewer.window.add_plugin_dock_widget("napari-anatomics", "Train")
+        _dock, panel = viewer.window.add_plugin_dock_widget("napari-anatomics", TRAIN_DISPLAY_NAME)
     panel.use_labels(labels, image)
     return panel
