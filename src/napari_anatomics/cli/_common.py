@@ -61,11 +61,11 @@ def run_with_bar(job: Job[T], desc: str, quiet: bool = False) -> T:
             if event.total is not None and bar.total != event.total:
                 bar.total = event.total
             bar.n = event.step
-            if event.metrics:
-                bar.set_postfix(
-                    {k: f"{v:.4g}" for k, v in event.metrics.items() if k != "eta_s"},
-                    refresh=False,
-                )
+            # Each event states its own metrics: a new phase clears the last one's.
+            bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in event.metrics.items() if k != "eta_s"},
+                refresh=False,
+            )
             if event.message:
                 bar.set_description(f"{desc}: {event.message}", refresh=False)
             bar.refresh()
