@@ -5,20 +5,31 @@ coarse as x/y, a level uses in-plane ``(1, 3, 3)`` kernels and pools x/y only
 ``(1, 2, 2)``; once the spacing is about isotropic, levels use ``(3, 3, 3)``
 kernels and ``(2, 2, 2)`` pooling (as nnU-Net / DynUNet plan anisotropic data).
 
-CPU step time (train step, forward + backward + AdamW, batch 2, window
-8 x 128 x 128, width 16, depth 4, 2 shared AVX2 cores, torch 2.14; wall-clock
-on a busy machine, so ±20 %; see ``benchmarks/unet_step_time.py``):
+CPU step time (forward + backward + optimizer step, window 8 x 128 x 128 at
+40 nm isotropic, width 16, depth 4, 2 AVX2 cores, torch 2.14, measured with
+``benchmarks/unet_step_time.py`` on the shared machine while it was quiet;
+wall-clock, +-20 %):
 
-==============================================  ======  ========
-model                                           params  s / step
-==============================================  ======  ========
-ResUNet3D (this), BatchNorm, transposed-conv up  see the benchmark output
-==============================================  ======  ========
+============================  ======  =====  ======  ==========
+model                         params  batch  s/step  slow convs
+============================  ======  =====  ======  ==========
+ResUNet3D (this), BatchNorm   1.72M   1      3.09    43
+ResUNet3D (this), BatchNorm   1.72M   2      0.70    0
+ResUNet3D, InstanceNorm       1.72M   2      0.65    0
+MONAI DynUNet, same plan      1.38M   1      1.51    39
+MONAI DynUNet, same plan      1.38M   2      0.62    0
+MONAI BasicUNet (z 16)        1.44M   2      1.51    0
+============================  ======  =====  ======  ==========
 
-Layer shapes matter on the CPU: PyTorch sends a 3D convolution to oneDNN
-only when the batch is larger than one or ``N*C*D*H`` exceeds 20480; other
-convolutions fall back to the much slower ``slow_conv3d`` path. Training
-therefore uses batches of at least two.
+Layer shapes decide the speed on the CPU: PyTorch sends a 3D convolution to
+oneDNN only when the batch is larger than one or ``N*C*D*H`` exceeds 20480;
+the others fall back to ``slow_conv3d``, 4x slower here. Training therefore
+uses batches of two or more, and prediction should too. BasicUNet pools z
+four times (needs 16+ slices, twice the voxels per step). DynUNet with the
+same anisotropic plan is as fast as this network; this one is kept because it
+needs no MONAI at run time and exposes the plan in ``config.json``. On a busy
+machine (load 7 on 2 cores) one thread beat two by 3-5x in wall time, see
+:func:`napari_anatomics.training.cpu_threads`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,68 @@
+"""``anatomics train`` and ``anatomics models``."""
+
+from __future__ import annotations
+
+import tifffile
+
+from napari_anatomics.cli import main
+from napari_anatomics.model_store import load_model
+from napari_anatomics.samples import synthetic_sbfsem
+
+
+def write_pair(folder):
+    syn = synthetic_sbfsem((8, 64, 64), 8, seed=4)
+    tifffile.imwrite(folder / "img.tif", syn.image)
+    tifffile.imwrite(folder / "lab.tif", syn.labels.astype("uint16"))
+    return folder / "img.tif", folder / "lab.tif"
+
+
+def test_train_then_list(tmp_path, capsys):
+    image, labels = write_pair(tmp_path)
+    args = ["train", "--images", str(image), "--labels", str(labels), "--task", "instance"]
+    args += ["--out", str(tmp_path / "models" / "chloro"), "--window", "4,32,32"]
+    args += ["--voxel-size", "10,10,40", "--iterations", "3", "--width", "4", "--depth", "3"]
+    args += ["--threads", "1", "--quiet"]
+    assert main(args) == 0
+    assert "3 iterations" in capsys.readouterr().out
+    model = load_model(tmp_path / "models" / "chloro", device="cpu")
+    assert model.config.voxel_size == (40.0, 10.0, 10.0)
+    assert model.config.data["image"].endswith("img.tif")
+    assert main(["models", str(tmp_path / "models")]) == 0
+    out = capsys.readouterr().out
+    assert "chloro: instance (object), 3 iterations" in out
+    # Same folder again without --resume: refused with the fix named.
+    assert main(args) == 1
+    assert "--resume" in capsys.readouterr().err
+    more = list(args)
+    more[more.index("--iterations") + 1] = "5"
+    assert main([*more, "--resume"]) == 0
+    assert load_model(tmp_path / "models" / "chloro", device="cpu").config.iterations == 5
+
+
+def test_train_bad_window_is_one_clear_line(tmp_path, capsys):
+    image, labels = write_pair(tmp_path)
+    code = main(
+        [
+            "train",
+            "--images",
+            str(image),
+            "--labels",
+            str(labels),
+            "--task",
+            "instance",
+            "--out",
+            str(tmp_path / "m"),
+            "--window",
+            "16,32,32",
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "larger than the volume" in err and "(8, 64, 64)" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_models_on_empty_folder(tmp_path, capsys):
+    assert main(["models", str(tmp_path)]) == 0
+    assert "no models" in capsys.readouterr().out
