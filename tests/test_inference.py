@@ -7,6 +7,7 @@ import pytest
 import torch
 import zarr
 
+from napari_anatomics.blending import RegionPredictor
 from napari_anatomics.inference import predict
 from napari_anatomics.model_config import ModelConfig
 from napari_anatomics.model_store import TrainedModel
@@ -188,3 +189,33 @@ def test_local_cluster_matches_single_process(image, tmp_path):
     )
     assert len(regions) > 1
     np.testing.assert_array_equal(cluster[:], single[:])
+
+
+class Counting(torch.nn.Module):
+    """Wraps a network and counts the tiles it sees."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.tiles = net, 0
+
+    def forward(self, x):
+        self.tiles += x.shape[0]
+        return self.net(x)
+
+
+@pytest.mark.parametrize("cache_mb,once", [(64.0, True), (0.0, False)])
+def test_tiles_shared_by_regions_are_predicted_once(image, cache_mb, once):
+    model = conv_model()
+    model.net = Counting(model.net)
+    plan = TilePlan.create(image.shape, model.config.window, chunks=(8, 16, 16), memory_mb=1)
+    predictor = RegionPredictor(model, plan, batch=2, cache_mb=cache_mb)
+    result = np.zeros((2, *image.shape), np.float32)
+    for index, region in enumerate(plan.regions):
+        result[(slice(None), *region)] = run_job(predictor.region(image, region, index))
+    assert len(plan.regions) > 4
+    assert (model.net.tiles == plan.n_tiles) is once
+    assert model.net.tiles >= plan.n_tiles
+    inner = (slice(None), slice(1, -1), slice(1, -1), slice(1, -1))
+    np.testing.assert_allclose(result[inner], whole_volume(model, image)[inner], atol=2e-6)
+    if once:
+        assert not predictor._cache  # emptied once the last region needing them is done
