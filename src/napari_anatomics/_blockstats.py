@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import cc3d
 import dask.array as da
 import fastremap
 import numpy as np
@@ -142,28 +141,39 @@ def block_stats(
     n_objects = hi if gid is None else len(gid) - 1  # an upper bound
     if n_objects * VOXELS_PER_OBJECT < block.size:
         return _by_object(halo, pad, local, gid, offset, image, semantic, surface)
-    return _by_voxel(halo, pad, local, gid, offset, image, semantic, surface)
+    n = hi + 1 if gid is None else len(gid)
+    return _by_voxel(halo, pad, local, n, gid, offset, image, semantic, surface)
 
 
-def _by_voxel(halo, pad, local, gid, offset, image, semantic, surface) -> dict[str, np.ndarray]:
+def _by_voxel(halo, pad, local, n, gid, offset, image, semantic, surface) -> dict[str, np.ndarray]:
     local = np.ascontiguousarray(local)
-    stats = cc3d.statistics(local, no_slice_conversion=True)
-    counts = stats["voxel_counts"].astype(np.int64)
+    runs = _runs(local)
+    lab, length = runs["label"], runs["length"]
+    counts = np.bincount(lab, weights=length, minlength=n).astype(np.int64)
     present = np.flatnonzero(counts[1:]) + 1
-    bb = stats["bounding_boxes"].astype(np.int64)[present]
     cnt = counts[present]
     off = np.asarray(offset)
+    lo = np.full((n, 3), np.iinfo(np.int64).max)
+    hi = np.full((n, 3), -1, np.int64)
+    csum = np.zeros((n, 3), np.int64)
+    ends = (runs["z"], runs["y"], runs["x0"]), (runs["z"], runs["y"], runs["x1"])
+    for k in range(3):
+        np.minimum.at(lo[:, k], lab, ends[0][k])
+        np.maximum.at(hi[:, k], lab, ends[1][k])
+    # Coordinate sums per run: z and y are constant, x runs from x0 to x1.
+    weights = (runs["z"] * length, runs["y"] * length, (runs["x0"] + runs["x1"]) * length // 2)
+    for k, w in enumerate(weights):
+        csum[:, k] = np.rint(np.bincount(lab, weights=w, minlength=n)).astype(np.int64)
     part = {
         "id": present.astype(np.uint64) if gid is None else gid[present],
         "voxels": cnt,
-        "lo": bb[:, 0::2] + off,
-        "hi": bb[:, 1::2] + off + 1,
-        "csum": np.rint(stats["centroids"][present] * cnt[:, None]).astype(np.int64)
-        + cnt[:, None] * off,
+        "lo": lo[present] + off,
+        "hi": hi[present] + off + 1,
+        "csum": csum[present] + cnt[:, None] * off,
     }
     if image is not None:
         sums = np.bincount(
-            local.ravel(), weights=np.asarray(image, np.float64).ravel(), minlength=len(counts)
+            local.ravel(), weights=np.asarray(image, np.float64).ravel(), minlength=n
         )
         part["isum"] = sums[present]
     if semantic is not None:
@@ -175,36 +185,81 @@ def _by_voxel(halo, pad, local, gid, offset, image, semantic, surface) -> dict[s
         part["pair_count"] = kc.astype(np.int64)
     part["face_id"] = part["id"]
     if surface:
-        part["faces"] = _faces(halo, pad, local)[present]
+        faces = _faces(halo, pad, local, n, internal_axes=(0, 1))
+        # Along x, a maximal run is bounded by other values at both ends, except
+        # at the block's x ends, which _faces handles with the halo.
+        inner_x = (runs["x0"] > 0).astype(np.int64) + (runs["x1"] < local.shape[2] - 1)
+        faces[:, 2] += np.bincount(lab, weights=inner_x, minlength=n).astype(np.int64)
+        faces[0] = 0
+        part["faces"] = faces[present]
     else:
         part["faces"] = np.zeros((len(present), 3), np.int64)
     return part
 
 
-def _faces(halo: np.ndarray, pad: tuple[int, ...], local: np.ndarray) -> np.ndarray:
+def _runs(local: np.ndarray) -> dict[str, Any]:
+    """Maximal runs of equal values along x: label, row (z, y), x0, x1, length."""
+    shape = local.shape
+    flat = local.ravel()
+    end = np.empty(flat.size, bool)  # a run ends where the next voxel differs or the row ends
+    np.not_equal(flat[:-1], flat[1:], out=end[:-1])
+    end[-1:] = True
+    end.reshape(shape)[:, :, -1] = True
+    last = np.flatnonzero(end)
+    first = np.empty_like(last)
+    first[:1] = 0
+    first[1:] = last[:-1] + 1
+    lab = flat[last]
+    keep = lab != 0
+    first, last, lab = first[keep], last[keep], lab[keep]
+    plane = shape[1] * shape[2]
+    z, rest = np.divmod(first, plane)
+    y, x0 = np.divmod(rest, shape[2])
+    length = last - first + 1
+    return {
+        "label": lab,
+        "z": z,
+        "y": y,
+        "x0": x0,
+        "x1": x0 + length - 1,
+        "length": length,
+    }
+
+
+def _faces(
+    halo: np.ndarray,
+    pad: tuple[int, ...],
+    local: np.ndarray,
+    n: int,
+    internal_axes: Sequence[int] = (0, 1, 2),
+) -> np.ndarray:
     """Boundary faces of the block's voxels, per local id and axis.
 
     A face counts for a voxel when its neighbour across it (in the halo, or
     outside the stack) holds another value, exactly as in :func:`_by_object`.
+    Faces between two voxels of the block are counted only along
+    ``internal_axes``; the block's end layers are always handled.
     """
-    n = int(local.max()) + 1 if local.size else 1
     shape = local.shape
     core = [slice(p, p + k) for p, k in zip(pad, shape)]
     centre = halo[tuple(core)]
     faces = np.zeros((n, 3), np.int64)
     flat = np.ascontiguousarray(local).ravel()
     strides = (shape[1] * shape[2], shape[2], 1)
+    diff = np.empty(flat.size, bool)
     for ax in range(3):
-        # Pairs inside the block, compared on the flat array (fast, contiguous);
-        # pairs that wrap around a row or plane are masked out.
-        st = strides[ax]
-        diff = np.zeros(flat.size, bool)
-        np.not_equal(flat[:-st], flat[st:], out=diff[:-st])
-        last = [slice(None)] * 3
-        last[ax] = -1
-        diff.reshape(shape)[tuple(last)] = False
-        idx = np.flatnonzero(diff)
-        count = np.bincount(flat[idx], minlength=n) + np.bincount(flat[idx + st], minlength=n)
+        count = np.zeros(n, np.int64)
+        if ax in internal_axes:
+            # Pairs inside the block, compared on the flat array (fast, contiguous);
+            # pairs that wrap around a row or plane are masked out.
+            st = strides[ax]
+            np.not_equal(flat[:-st], flat[st:], out=diff[:-st])
+            diff[flat.size - st :] = False
+            last = [slice(None)] * 3
+            last[ax] = -1
+            diff.reshape(shape)[tuple(last)] = False
+            idx = np.flatnonzero(diff)
+            count += np.bincount(flat[idx], minlength=n) + np.bincount(flat[idx + st], minlength=n)
         for step, edge in ((-1, 0), (1, shape[ax] - 1)):  # the block's two end layers
             layer = [slice(None)] * 3
             layer[ax] = edge
@@ -216,7 +271,6 @@ def _faces(halo: np.ndarray, pad: tuple[int, ...], local: np.ndarray) -> np.ndar
                 vals = vals[centre[tuple(layer)] != halo[tuple(sl)]]
             count += np.bincount(vals.ravel(), minlength=n)  # else the stack's face
         faces[:, ax] = count
-    faces[0] = 0
     return faces
 
 
