@@ -7,9 +7,10 @@ A block's partial sums are keyed by instance id and are all exact integers (or
 exact float sums of integer grey values), so reducing them gives the same
 numbers whatever the blocks. Two strategies give identical partial sums:
 
-* ``"voxels"``: vectorised over the whole block with ``cc3d.statistics``
-  (counts, boxes, centroids) and face counts by comparing shifted copies; best
-  for many small objects;
+* ``"voxels"``: vectorised over the whole block: maximal runs of equal values
+  along x give counts, boxes, coordinate sums and the x faces (the runs are a
+  few percent of the voxels), and shifted compares give the y and z faces;
+  best for many small objects;
 * ``"objects"``: ``scipy.ndimage.find_objects``, then each object's numbers
   inside its own bounding box; best for a few large objects on a mostly empty
   stack (the real SBFSEM crops).

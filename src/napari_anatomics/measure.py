@@ -5,8 +5,8 @@ by block (z-slabs of an in-memory, zarr or h5py array, or groups of a dask
 array's chunks; see :mod:`napari_anatomics._blockstats`), each block yields
 partial sums keyed by instance id (voxel counts, bounding boxes, coordinate
 sums, boundary faces, intensity sums) and the partials are reduced by id. A
-block is summed either vectorised (``cc3d.statistics`` plus shifted compares:
-many small objects) or object by object inside each bounding box
+block is summed either vectorised (runs of equal values along x plus shifted
+compares: many small objects) or object by object inside each bounding box
 (``scipy.ndimage.find_objects``: few large objects), with identical results.
 All partial sums are integers (or exact float sums of integers), so the
 in-memory and the blockwise results are identical, whatever the chunking.
