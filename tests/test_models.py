@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.model_store import list_models, load_model, save_model
+from napari_anatomics.model_store import list_models, load_checkpoint, load_model, save_model
 from napari_anatomics.models import build_network, network_factor, plan_architecture
 from napari_anatomics.models.unet3d import plan_levels
 
@@ -89,6 +89,10 @@ def test_pickled_object_in_weights_is_refused(tmp_path):
     with pytest.raises(ValueError, match="may run code") as err:
         load_model(tmp_path, device="cpu")
     assert "was not loaded" in str(err.value)
+    # Training checkpoints (resume) are read the same way.
+    torch.save({"model": net.state_dict(), "hook": Payload()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="may run code"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
 
 
 def test_weights_that_do_not_fit_the_config(tmp_path):

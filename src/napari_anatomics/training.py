@@ -19,14 +19,10 @@ ETA, validation Dice) and returns the model folder.
 
 from __future__ import annotations
 
-import json
-import os
-import random
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,10 +38,17 @@ from .model_store import (
     save_checkpoint,
     save_model,
 )
-from .models import build_network, network_factor, plan_architecture
+from .models import build_network
 from .progress import CancelToken, Job, Progress
 from .sampling import CropSampler, prepare_data
 from .training_checks import check_training_data
+from .training_runtime import (
+    cpu_threads,
+    device_for,
+    get_rng_states,
+    seed_everything,
+    set_rng_states,
+)
 from .volume import Volume
 
 #: Default (z, y, x) windows at model resolution.
@@ -142,7 +145,6 @@ class TrainConfig:
     elastic: float = 0.0
     use_mask: bool = True
     cache_mb: float = 1024.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, image: Volume, labels: Volume) -> ModelConfig:
         """Check settings and data before training; return the model config to train.
@@ -193,13 +195,21 @@ def train(
         )
     if config.resume:
         _check_resumable(out_dir, mconfig)
-    device = _device(config.device)
+    device = device_for(config.device)
+    yield Progress(0, config.iterations, "preparing data")
     old_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(config.num_threads or cpu_threads())
-    _seed_everything(config.seed)
+    try:
+        return (yield from _run(image, labels, config, mconfig, out_dir, device, cancel))
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
+    """The training loop proper (settings already checked)."""
+    seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
-    yield Progress(0, config.iterations, "preparing data")
     data = prepare_data(
         image.data,
         labels.data,
@@ -239,7 +249,7 @@ def train(
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         state = {k: ckpt[k] for k in ("iteration", "elapsed", "history")}
-        _set_rng_states(ckpt["rng"], rng)
+        set_rng_states(ckpt["rng"], rng)
     loss_fn = semantic_loss if config.task == "semantic" else instance_loss
     val_every = config.val_every or config.save_every
     start_it, last_saved = state["iteration"], state["iteration"]
@@ -259,7 +269,7 @@ def train(
                 "iteration": state["iteration"],
                 "elapsed": state["elapsed"],
                 "history": state["history"],
-                "rng": _get_rng_states(rng),
+                "rng": get_rng_states(rng),
             },
         )
 
@@ -297,7 +307,6 @@ def train(
     finally:
         if state["iteration"] != last_saved or not (out_dir / CHECKPOINT_NAME).exists():
             save()
-        torch.set_num_threads(old_threads)
     return out_dir
 
 
@@ -378,16 +387,16 @@ def _val_origins(data, window, x_split: int, max_crops: int = 8) -> list[tuple[i
     return origins[::step][:max_crops]
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "device 'cuda' was asked for but no CUDA GPU is available: use auto or cpu"
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
+def _check_resumable(out_dir: Path, mconfig: ModelConfig) -> None:
+    if not (out_dir / CHECKPOINT_NAME).exists():
+        raise FileNotFoundError(f"nothing to resume: {out_dir} has no {CHECKPOINT_NAME}")
+    saved = ModelConfig.load(out_dir)
+    for key in ("architecture", "targets", "window", "downsample"):
+        if getattr(saved, key) != getattr(mconfig, key):
+            raise ValueError(
+                f"cannot resume {out_dir}: it was trained with {key} {getattr(saved, key)}, "
+                f"this run asks for {getattr(mconfig, key)}; resume with the same settings"
+            )
 
 
 def _init_from(net: torch.nn.Module, mconfig: ModelConfig, folder: Path) -> None:
@@ -405,108 +414,4 @@ def _init_from(net: torch.nn.Module, mconfig: ModelConfig, folder: Path) -> None
     mconfig.training["init_from"] = str(folder)
 
 
-def _check_resumable(out_dir: Path, mconfig: ModelConfig) -> None:
-    if not (out_dir / CHECKPOINT_NAME).exists():
-        raise FileNotFoundError(f"nothing to resume: {out_dir} has no {CHECKPOINT_NAME}")
-    saved = ModelConfig.load(out_dir)
-    for key in ("architecture", "targets", "window", "downsample"):
-        if getattr(saved, key) != getattr(mconfig, key):
-            raise ValueError(
-                f"cannot resume {out_dir}: it was trained with {key} {getattr(saved, key)}, "
-                f"this run asks for {getattr(mconfig, key)}; resume with the same settings"
-            )
-
-
-def cpu_threads() -> int:
-    """Torch threads for training: one per core, fewer on a machine already busy.
-
-    Measured on 2 shared cores with a load average of 7: a 3D U-Net step took
-    3-5x longer in wall time with 2 threads than with 1, because each
-    synchronised thread waits for the other to be scheduled.
-    """
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # not available on every platform
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002
-    torch.manual_seed(seed)
-
-
-def _get_rng_states(rng: np.random.Generator) -> dict[str, Any]:
-    """RNG states as JSON text and tensors (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()  # noqa: NPY002
-    states = {
-        "python": json.dumps(random.getstate()),
-        "numpy_global": json.dumps([np_state[0], np_state[1].tolist(), *np_state[2:]]),
-        "numpy": json.dumps(rng.bit_generator.state),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any], rng: np.random.Generator) -> None:
-    py = json.loads(states["python"])
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    g = json.loads(states["numpy_global"])
-    np.random.set_state((g[0], np.asarray(g[1], dtype=np.uint32), *g[2:]))  # noqa: NPY002
-    rng.bit_generator.state = json.loads(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def model_config_for(
-    config: TrainConfig,
-    voxel_size: tuple[float, float, float],
-    window: tuple[int, int, int],
-    classes: list[str],
-    label_values: list[int],
-    data: dict[str, Any],
-) -> ModelConfig:
-    """The :class:`ModelConfig` a run with these settings will write."""
-    if config.task == "semantic":
-        targets = ["background", *classes]
-    else:
-        targets = ["foreground", "boundary"] + (["distance"] if config.distance else [])
-    model_voxel = tuple(v * f for v, f in zip(voxel_size, config.downsample))
-    arch = plan_architecture(
-        config.architecture,
-        len(targets),
-        model_voxel,
-        window,
-        width=config.width,
-        depth=config.depth,
-        norm=config.norm,
-        encoder=config.encoder,
-    )
-    return ModelConfig(
-        task=config.task,
-        classes=classes,
-        window=window,
-        voxel_size=voxel_size,
-        architecture=arch,
-        targets=targets,
-        downsample=config.downsample,
-        label_values=label_values,
-        data=data,
-        training=asdict(config),
-        versions=_versions(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-
-
-def _versions() -> dict[str, str]:
-    from . import __version__
-
-    return {"napari_anatomics": __version__, "torch": torch.__version__, "numpy": np.__version__}
-
-
-__all__ = ["TrainConfig", "model_config_for", "network_factor", "train"]
+__all__ = ["TrainConfig", "cpu_threads", "train"]

@@ -9,10 +9,14 @@ down-sampling, downsampling factors, validation split, classes.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
+import numpy as np
+import torch
 
 from .checks import check
 from .model_config import CONFIG_NAME, ModelConfig
@@ -31,7 +35,7 @@ def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> M
     ValueError
         Naming the problem and the fix.
     """
-    from .training import DEFAULT_WINDOW_2D, DEFAULT_WINDOW_3D, model_config_for
+    from .training import DEFAULT_WINDOW_2D, DEFAULT_WINDOW_3D
 
     _check_settings(config)
     if image.ndim != 3 or labels.ndim != 3:
@@ -166,3 +170,49 @@ def _classes(config: TrainConfig, histogram: dict) -> tuple[list[str], list[int]
 
 def _name(volume: Volume) -> str:
     return repr(volume.source or volume.name)
+
+
+def model_config_for(
+    config: TrainConfig,
+    voxel_size: tuple[float, float, float],
+    window: tuple[int, int, int],
+    classes: list[str],
+    label_values: list[int],
+    data: dict[str, Any],
+) -> ModelConfig:
+    """The :class:`ModelConfig` a run with these settings will write."""
+    if config.task == "semantic":
+        targets = ["background", *classes]
+    else:
+        targets = ["foreground", "boundary"] + (["distance"] if config.distance else [])
+    model_voxel = tuple(v * f for v, f in zip(voxel_size, config.downsample))
+    arch = plan_architecture(
+        config.architecture,
+        len(targets),
+        model_voxel,
+        window,
+        width=config.width,
+        depth=config.depth,
+        norm=config.norm,
+        encoder=config.encoder,
+    )
+    return ModelConfig(
+        task=config.task,
+        classes=classes,
+        window=window,
+        voxel_size=voxel_size,
+        architecture=arch,
+        targets=targets,
+        downsample=config.downsample,
+        label_values=label_values,
+        data=data,
+        training=asdict(config),
+        versions=_versions(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _versions() -> dict[str, str]:
+    from . import __version__
+
+    return {"napari_anatomics": __version__, "torch": torch.__version__, "numpy": np.__version__}
