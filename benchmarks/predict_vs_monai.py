@@ -77,6 +77,8 @@ def child(tool: str, image_path: str, out: str) -> dict:
 
     torch.set_num_threads(1)
     model = make_model()
+    tiles = []
+    model.net.register_forward_pre_hook(lambda _, args: tiles.append(args[0].shape[0]))
     volume = open_volume(image_path)
     baseline = peak_rss_mb()
     start = time.perf_counter()
@@ -110,6 +112,7 @@ def child(tool: str, image_path: str, out: str) -> dict:
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
+        "tiles": sum(tiles),
         "voxels": int(np.prod(volume.shape)),
         "rss_mb": peak_rss_mb(),
         "baseline_mb": baseline,
@@ -162,14 +165,14 @@ def main() -> None:
     )
     print(
         f"{'volume':<6} {'shape (z,y,x)':<16} {'tool':<10} {'time s':>8} "
-        f"{'Mvoxels/s':>10} {'peak RSS MB':>12} {'of which run':>13}"
+        f"{'Mvoxels/s':>10} {'tiles run':>10} {'peak RSS MB':>12} {'of which run':>13}"
     )
     rss = {}
     for name, shape, tool, r in rows:
         rss[(name, tool)] = r["rss_mb"]
         print(
             f"{name:<6} {shape!s:<16} {tool:<10} {r['seconds']:>8.1f} "
-            f"{r['voxels'] / r['seconds'] / 1e6:>10.3f} {r['rss_mb']:>12.0f} "
+            f"{r['voxels'] / r['seconds'] / 1e6:>10.3f} {r['tiles']:>10} {r['rss_mb']:>12.0f} "
             f"{r['rss_mb'] - r['baseline_mb']:>13.0f}"
         )
     print("('of which run' = peak RSS minus the RSS after imports, model and opening the stack)")

@@ -141,8 +141,8 @@ class RegionPredictor:
             raise ValueError(f"batch must be a positive number of tiles, not {batch!r}")
         self.model, self.plan, self.batch, self.tta_mode = model, plan, int(batch), tta_mode
         self.tta = int(tta)
-        self._cache: dict[tuple[int, int, int], np.ndarray] = {}  # insertion ordered
-        self._cache_last: dict[tuple[int, int, int], int] = {}
+        self._cache: dict[tuple[int, int, int], np.ndarray] = {}
+        self._cache_uses: dict[tuple[int, int, int], list[int]] = {}  # later regions
         self._cache_bytes, self._cache_limit = 0, cache_mb * 2**20
         self.transforms = tta_transforms(int(tta), plan.window)
         self.channels = model.config.out_channels
@@ -203,8 +203,11 @@ class RegionPredictor:
             self._collect(ready, tiles, index, *pending)
         yield blend_ready()
         if index is not None:
-            for tile in [t for t, last in self._cache_last.items() if last <= index]:
-                self._uncache(tile)
+            for tile, uses in list(self._cache_uses.items()):
+                while uses and uses[0] <= index:
+                    uses.pop(0)
+                if not uses:
+                    self._uncache(tile)
         acc /= wsum
         return upsample(acc, plan, mrange, region)
 
@@ -219,17 +222,18 @@ class RegionPredictor:
             ready[k] = prob
             if index is None or self._cache_limit <= 0:
                 continue
-            last = self.plan.last_region(tiles[k])
-            if last > index:
+            later = [i for i in self.plan.regions_needing(tiles[k]) if i > index]
+            if later:
                 self._cache[tiles[k]] = prob.copy()
-                self._cache_last[tiles[k]] = last
+                self._cache_uses[tiles[k]] = later
                 self._cache_bytes += prob.nbytes
-                while self._cache_bytes > self._cache_limit:
-                    self._uncache(next(iter(self._cache)))
+        while self._cache_bytes > self._cache_limit:
+            # Over budget: drop the tile needed furthest in the future (it is predicted again).
+            self._uncache(max(self._cache_uses, key=lambda t: self._cache_uses[t][0]))
 
     def _uncache(self, tile) -> None:
         self._cache_bytes -= self._cache.pop(tile).nbytes
-        del self._cache_last[tile]
+        del self._cache_uses[tile]
 
     def _blend(self, acc, wsum, mrange, tile, prob) -> None:
         window = self.plan.window

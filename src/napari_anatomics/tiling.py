@@ -208,16 +208,16 @@ class TilePlan:
         hi = math.floor((sl.stop - 0.5) / f - 0.5) + 2
         return (max(lo, 0), min(hi, size))
 
-    def last_region(self, tile: Sequence[int]) -> int:
-        """Index of the last region (in :attr:`regions` order) that needs a tile."""
-        last = []
+    def regions_needing(self, tile: Sequence[int]) -> list[int]:
+        """Indices (in :attr:`regions` order, ascending) of the regions that need a tile."""
+        per_axis = []
         for axis, t in enumerate(tile):
             lo = t + self.border[axis]
             hi = t + self.window[axis] - self.border[axis]
             ranges = [self._axis_model_range(axis, sl) for sl in self._axis_regions[axis]]
-            last.append(max(j for j, (a, b) in enumerate(ranges) if lo < b and hi > a))
+            per_axis.append([j for j, (a, b) in enumerate(ranges) if lo < b and hi > a])
         grid = [len(r) for r in self._axis_regions]
-        return int(np.ravel_multi_index(last, grid))
+        return sorted(int(np.ravel_multi_index(j, grid)) for j in itertools.product(*per_axis))
 
     def tiles_for(self, mrange: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
         """Start corners of the tiles whose trusted interior meets a model range."""
