@@ -126,3 +126,11 @@ def test_blockwise_matches_and_shape_errors(gt):
     assert table.count.sum() == gt.size
     with pytest.raises(ValueError, match="differs from ground truth"):
         evaluate(pred[:1], gt)
+
+
+def test_large_ids_give_the_same_numbers(gt):
+    pred = gt.copy()
+    pred[:, 0:4, 7:10] = 9
+    small = evaluate(pred, gt).to_dict()
+    big = evaluate(pred.astype(np.uint32) * 70_001, gt.astype(np.uint32) * 100_003).to_dict()
+    assert big == small

@@ -109,11 +109,20 @@ def contingency(pred: Any, gt: Any) -> Contingency:
         )
     keys, counts = [], []
     for _, inner, _ in _blocks(gt):
-        g = _check_labels(_read(gt, inner)).astype(np.uint64, copy=False)
-        p = _check_labels(_read(pred, inner)).astype(np.uint64, copy=False)
-        if (g.size and g.max() >= 1 << 32) or (p.size and p.max() >= 1 << 32):
+        g = _check_labels(_read(gt, inner))
+        p = _check_labels(_read(pred, inner))
+        gmax = int(g.max()) if g.size else 0
+        pmax = int(p.max()) if p.size else 0
+        if max(gmax, pmax) >= 1 << 32:
             raise ValueError("ids of 2**32 or more are not supported: relabel sequentially")
-        k, c = fastremap.unique((g << np.uint64(32)) | p, return_counts=True)
+        if (gmax + 1) * (pmax + 1) <= 1 << 32:  # a uint32 pair key is about 3x faster
+            m = np.uint32(pmax + 1)
+            k, c = fastremap.unique(g.astype(np.uint32) * m + p, return_counts=True)
+            k = (k // m).astype(np.uint64) << np.uint64(32) | (k % m).astype(np.uint64)
+        else:
+            k, c = fastremap.unique(
+                g.astype(np.uint64) << np.uint64(32) | p.astype(np.uint64), return_counts=True
+            )
         keys.append(k)
         counts.append(c.astype(np.int64))
     key = np.concatenate(keys)
