@@ -200,3 +200,12 @@ def test_both_strategies_agree(monkeypatch, chunks):
     pd.testing.assert_frame_equal(tables[0], tables[2])
     quick = measure(labels, VOXEL, image=s.image, classes=s.semantic, surface=False)
     pd.testing.assert_frame_equal(quick, tables[0].drop(columns="surface_um2"))
+
+
+def test_csv_has_normal_permissions(boxes, tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    out = write_csv(measure(boxes, VOXEL), tmp_path / "p.csv", VOXEL)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -18,7 +18,7 @@ spare the coarse z of SBFSEM stacks), and the spacing grows accordingly.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,9 +270,10 @@ def write_ply(path: str | os.PathLike, mesh: Mesh, *, color: bool = True) -> Pat
     header.append("end_header")
     face = np.empty(m, dtype=[("n", "u1"), ("v", "<i4", (3,))])
     face["n"], face["v"] = 3, mesh.faces
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A unique name next to the target, created with the usual permissions (umask).
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fh.write(("\n".join(header) + "\n").encode("ascii"))
             fh.write(vert.tobytes())
             fh.write(face.tobytes())

@@ -25,7 +25,7 @@ Stack-border faces count, so an object cut by the border has a closed surface.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -233,9 +233,10 @@ def write_csv(
         f"# source: {source or 'unknown'}",
         "# bbox end columns are exclusive; centroids in voxels (z,y,x) and micrometres",
     ]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # A unique name next to the target, created with the usual permissions (umask).
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
+        with open(tmp, "x", newline="") as fh:
             fh.write("\n".join(header) + "\n")
             table.to_csv(fh, index=False)
         os.replace(tmp, path)
