@@ -72,7 +72,8 @@ def measure(
     Parameters
     ----------
     labels : ndarray, dask array, zarr array or Volume, (z, y, x) integers
-        Instance labels, 0 = background. 2D arrays are treated as one slice.
+        Instance labels, 0 = background. 2D arrays are treated as one slice
+        (every object then touches the z faces: use ``touches_border_xy``).
         Dask (and zarr) arrays are read chunk by chunk, never whole.
     voxel_size : sequence of 3 floats, optional
         (z, y, x) in nanometres; taken from ``labels`` when it is a Volume.
@@ -175,7 +176,8 @@ def summarize(
     -------
     DataFrame
         Index: class names (or ``all`` only when classes are unknown) and
-        ``all``; columns ``count``, ``min/max/mean/median/std/sum_volume_um3``,
+        ``all``; columns ``count``, ``min/max/mean/median/std/sum_volume_um3``
+        (std of the population, ddof=0),
         ``stack_volume_um3`` and ``volume_fraction`` (summed object volume /
         stack volume).
     """
