@@ -194,3 +194,23 @@ def test_neighbour_offsets():
     assert [len(neighbour_offsets(c)) for c in (6, 18, 26)] == [3, 9, 13]
     with pytest.raises(ValueError, match="connectivity"):
         neighbour_offsets(8)
+
+
+def test_bundled_sample_components_match_whole_volume(tmp_path):
+    from napari_anatomics.samples import load_sample
+
+    _, painted = load_sample()
+    mask = np.asarray(painted.data) > 0
+    maps = np.stack([~mask, mask]).astype(np.uint8) * 255
+    result = run_job(
+        postprocess(
+            maps,
+            tmp_path / "s.zarr",
+            task="semantic",
+            block=(4, 128, 128),
+            voxel_size=painted.voxel_size,
+        )
+    )
+    expected = cc3d.connected_components(mask, connectivity=26)
+    assert result.attrs["n_objects"] == expected.max()
+    assert same_partition(result[:], expected)
