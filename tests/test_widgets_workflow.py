@@ -6,16 +6,16 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import dask.array as da
 import numpy as np
 import pytest
 import zarr
 from qtpy.QtCore import QTimer
 
 from napari_anatomics._widgets._layers import add_volume, layer_volume
+from napari_anatomics._widgets._models import prepare_torch
 from napari_anatomics._widgets._plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
-from napari_anatomics._widgets.autolabel import AutoLabelWidget
+from napari_anatomics._widgets.autolabel import AutoLabelWidget, LiveLabels
 from napari_anatomics._widgets.export import LABEL_FORMATS, ExportWidget
 from napari_anatomics._widgets.proofread import ProofreadWidget
 from napari_anatomics._widgets.train import TrainWidget, send_to_train
@@ -23,9 +23,15 @@ from napari_anatomics.geometry import read_ply
 from napari_anatomics.io import open_volume
 from napari_anatomics.measure import read_csv
 from napari_anatomics.model_config import ModelConfig
+from napari_anatomics.model_store import load_model
 from napari_anatomics.progress import run_job
 from napari_anatomics.samples import load_sample
 from napari_anatomics.training import TrainConfig, train
+
+# Training in this process after a viewer made its OpenGL context must not load
+# triton (a segfault under Mesa); the panels do this when they open, the
+# headless fixture below needs it too.
+prepare_torch()
 
 #: A small crop of the sample keeps every step fast: (z, y, x).
 CROP = (slice(0, 6), slice(40, 168), slice(200, 392))
@@ -259,7 +265,36 @@ def test_train_live_loss_curve_responsive_and_stop(sample_viewer, qtbot, tmp_pat
     config = ModelConfig.load(stopped)
     assert 2 <= config.iterations < 10_000
     assert config.training["init_from"] == str(folder)
-    assert (stopped / "weights.pt").is_file()
+    assert load_model(stopped, device="cpu").config.iterations == config.iterations
+
+
+def test_live_labels_layer_shows_regions_as_they_are_written(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    maps = zarr.create_array(
+        store=str(tmp_path / "p.zarr"), shape=(2, 4, 40, 60), chunks=(2, 4, 20, 20), dtype="uint8"
+    )
+    config = ModelConfig(
+        "instance",
+        ["chloroplast"],
+        (4, 16, 16),
+        (40.0, 40.0, 40.0),
+        {},
+        ["foreground", "boundary"],
+    )
+    layer = viewer.add_labels(LiveLabels(maps, config), scale=(40.0, 40.0, 40.0))
+    viewer.dims.set_point(0, 2 * 40.0)
+    inside, outside = (80.0, 200.0, 200.0), (80.0, 1400.0, 2200.0)  # world (z, y, x) nm
+    assert layer.get_value(inside, world=True) == 0
+    maps[0, :, :20, :20] = 255  # the first region is written: foreground
+    layer.refresh()
+    assert layer.get_value(inside, world=True) == 1
+    assert layer.get_value(outside, world=True) == 0
+    maps[0, :, 20:, 40:] = 200
+    layer.refresh()
+    assert layer.get_value(outside, world=True) == 1
+    np.testing.assert_array_equal(np.asarray(layer.data), maps[0] >= 128)
+    semantic = LiveLabels(maps, ModelConfig(**{**config.to_dict(), "task": "semantic"}))
+    assert semantic[1, 0, 0] == 0 and semantic[1, 39, 59] == 0  # channel 0 wins = background
 
 
 @pytest.mark.slow
@@ -285,7 +320,7 @@ def test_autolabel_streams_into_zarr_backed_layer(sample_viewer, qtbot, tiny_mod
     def on_event(event) -> None:
         if isinstance(event.payload, tuple):
             layer = widget.layer
-            seen.append(layer is not None and isinstance(layer.data, da.Array))
+            seen.append(layer is not None and isinstance(layer.data, LiveLabels))
 
     worker = widget.start()
     worker.yielded.connect(on_event)

@@ -19,6 +19,7 @@ def start_job(
     on_event: Callable[[Progress], Any] | None = None,
     on_done: Callable[[Any], Any] | None = None,
     on_finish: Callable[[], Any] | None = None,
+    notify_stop: bool = True,
 ) -> GeneratorWorker:
     """Start a job generator in a ``thread_worker``.
 
@@ -35,6 +36,9 @@ def start_job(
     on_finish : callable, optional
         Called in the GUI thread when the worker ends, however it ends
         (success, error or stop): re-enable buttons here.
+    notify_stop : bool
+        Say "<description> stopped" when the job is quit; turn off for jobs
+        the panel itself replaces (e.g. a measurement made stale by an edit).
 
     Returns
     -------
@@ -72,6 +76,7 @@ def start_job(
     worker.finished.connect(_finished)
     if on_done is not None:
         worker.returned.connect(on_done)
-    worker.aborted.connect(lambda: show_info(f"{description} stopped"))
+    if notify_stop:
+        worker.aborted.connect(lambda: show_info(f"{description} stopped"))
     worker.start()
     return worker

@@ -40,7 +40,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 def _fmt(value: float) -> str:
     if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
         return f"{value:.1e}"
-    return f"{value:g}"
+    return f"{value:.4g}"
 
 
 class _Axes(QWidget):

@@ -17,7 +17,10 @@ class _Item(QTableWidgetItem):
         number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
             value, bool
         )
-        if number:
+        if isinstance(value, (bool, np.bool_)):
+            text, value = ("yes" if value else ""), int(value)
+            number = True
+        elif number:
             value = value.item() if isinstance(value, np.generic) else value
             text = f"{value:d}" if isinstance(value, int) else f"{value:.4g}"
         else:
@@ -49,6 +52,7 @@ class FrameTable(QTableWidget):
         super().__init__()
         self.id_column = id_column
         self.frame = pd.DataFrame()
+        self.columns: list[str] = []
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.setSelectionMode(QAbstractItemView.SingleSelection)
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -57,9 +61,23 @@ class FrameTable(QTableWidget):
         self.setSortingEnabled(True)
         self.cellClicked.connect(self._on_click)
 
-    def set_frame(self, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> None:
-        """Fill the table, keeping the user's sort column and order."""
+    def set_frame(
+        self,
+        frame: pd.DataFrame,
+        columns: Sequence[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Fill the table, keeping the user's sort column and order.
+
+        Parameters
+        ----------
+        columns : sequence of str, optional
+            Columns to show, in order (those missing from ``frame`` are skipped).
+        headers : dict, optional
+            Header text per column name (default: the name).
+        """
         columns = [c for c in (columns or frame.columns) if c in frame.columns]
+        self.columns = columns
         header = self.horizontalHeader()
         sort_column, order = header.sortIndicatorSection(), header.sortIndicatorOrder()
         self.frame = frame
@@ -67,7 +85,7 @@ class FrameTable(QTableWidget):
         self.clearContents()
         self.setRowCount(len(frame))
         self.setColumnCount(len(columns))
-        self.setHorizontalHeaderLabels(columns)
+        self.setHorizontalHeaderLabels([(headers or {}).get(c, c) for c in columns])
         for c, name in enumerate(columns):
             for r, value in enumerate(frame[name].to_numpy()):
                 self.setItem(r, c, _Item(value))
@@ -77,10 +95,9 @@ class FrameTable(QTableWidget):
 
     def row_id(self, row: int) -> int | None:
         """The id of the row shown at ``row`` (after sorting)."""
-        columns = [self.horizontalHeaderItem(c).text() for c in range(self.columnCount())]
-        if self.id_column not in columns:
+        if self.id_column not in self.columns:
             return None
-        item = self.item(row, columns.index(self.id_column))
+        item = self.item(row, self.columns.index(self.id_column))
         return None if item is None else int(item.key[1])
 
     def select_id(self, value: int) -> None:
@@ -92,6 +109,12 @@ class FrameTable(QTableWidget):
                 self.blockSignals(False)
                 self.scrollToItem(self.item(row, 0))
                 return
+
+    def sort_by(self, column: str, descending: bool = True) -> None:
+        """Sort by a column of the frame (no-op when it is not shown)."""
+        if column in self.columns:
+            order = Qt.DescendingOrder if descending else Qt.AscendingOrder
+            self.sortByColumn(self.columns.index(column), order)
 
     def _on_click(self, row: int, _column: int) -> None:
         value = self.row_id(row)

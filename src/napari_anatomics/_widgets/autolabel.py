@@ -2,7 +2,7 @@
 
 :func:`napari_anatomics.inference.predict` writes probability maps to a zarr
 group region by region. The panel shows them at once as a Labels layer that
-*reads the zarr on disk* (a lazy dask view: the most probable class, or the
+*reads the zarr on disk* (:class:`LiveLabels`: the most probable class, or the
 foreground of an instance model) and refreshes it each time a region is
 written, so the layer fills tile by tile. Then
 :func:`napari_anatomics.postprocess.postprocess` labels the objects and the
@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
@@ -50,19 +49,44 @@ def default_output(image_name: str) -> Path:
     return root / f"{safe}.zarr"
 
 
-def live_labels(probabilities: Any, config: ModelConfig) -> da.Array:
-    """A lazy labels view of ``(C, Z, Y, X)`` probability maps as they are written.
+class LiveLabels:
+    """Labels read from ``(C, Z, Y, X)`` probability maps on disk, afresh at each access.
 
-    Semantic models: the most probable class (0 = background). Instance
-    models: 1 where the foreground probability is at least one half. Regions
-    not written yet read as 0.
+    An array-like napari can show: indexing reads only the requested part of
+    the zarr array and turns it into labels. Semantic models: the most
+    probable class (0 = background). Instance models: 1 where the foreground
+    probability is at least one half. Regions not written yet read as 0. (A
+    dask view would not do: napari caches dask chunks, so the layer would
+    not change as the file fills.)
     """
-    maps = probabilities if isinstance(probabilities, da.Array) else da.from_zarr(probabilities)
-    half = 128 if maps.dtype == np.uint8 else 0.5
-    if config.task == "semantic":
-        return maps.argmax(axis=0).astype(np.uint8)
-    channel = config.targets.index("foreground") if "foreground" in config.targets else 0
-    return (maps[channel] >= half).astype(np.uint8)
+
+    def __init__(self, maps: Any, config: ModelConfig) -> None:
+        self.maps = maps
+        self.semantic = config.task == "semantic"
+        targets = list(config.targets)
+        self.channel = targets.index("foreground") if "foreground" in targets else 0
+        self.half = 128 if np.dtype(maps.dtype) == np.uint8 else 0.5
+        self.shape = tuple(int(n) for n in maps.shape[1:])
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1 :]
+        if self.semantic:
+            maps = np.asarray(self.maps[(slice(None), *key)])
+            return maps.argmax(axis=0).astype(np.uint8)
+        return (np.asarray(self.maps[(self.channel, *key)]) >= self.half).astype(np.uint8)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
 
 
 class AutoLabelWidget(QWidget):
@@ -213,7 +237,7 @@ class AutoLabelWidget(QWidget):
             self.status.setText("Stopping... (start again with the same settings to resume)")
 
     def _live_layer(self, probabilities: Any) -> Labels:
-        data = live_labels(probabilities, self._config)
+        data = LiveLabels(probabilities, self._config)
         if self.layer is None or self.layer not in self.viewer.layers:
             options = volume_layer_kwargs(self._image, f"{self._image.name} auto-label")
             options["metadata"].update(source=str(self._out), model=str(self._folder))

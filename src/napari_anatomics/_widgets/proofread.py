@@ -36,17 +36,17 @@ from ._layers import LayerCombo, PathEdit, layer_array, layer_volume
 from ._plot import HistogramPlot
 from ._table import FrameTable
 
-#: Columns shown in the table, in this order, when the measurement has them.
-TABLE_COLUMNS = (
-    "id",
-    "class",
-    "volume_um3",
-    "voxels",
-    "eq_diameter_um",
-    "surface_um2",
-    "mean_intensity",
-    "touches_border_xy",
-)
+#: Columns shown in the table (in this order, when measured) and their headers.
+TABLE_COLUMNS = {
+    "id": "id",
+    "class": "class",
+    "volume_um3": "volume µm³",
+    "voxels": "voxels",
+    "eq_diameter_um": "diameter µm",
+    "surface_um2": "surface µm²",
+    "mean_intensity": "mean grey",
+    "touches_border_xy": "at x/y edge",
+}
 BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice)": "zyx"}
 
 
@@ -65,6 +65,7 @@ class ProofreadWidget(QWidget):
         self._layer: Labels | None = None
         self._fingerprint: tuple | None = None
         self._generation = 0
+        self._edits = 0
         self.measure_worker = None
         self.save_worker = None
         self._timer = QTimer(self)
@@ -82,12 +83,16 @@ class ProofreadWidget(QWidget):
         self.totals = QLabel("No measurement yet")
         self.totals.setWordWrap(True)
         self.table = FrameTable("id")
+        self.table.setMinimumHeight(260)
+        self.table.setToolTip(
+            "Click a row to find the object; double-click it in the viewer to delete it"
+        )
         self.table.row_clicked.connect(self.focus_object)
         self.histogram = HistogramPlot("Instance volumes", "volume (µm³)")
         splitter = QSplitter(Qt.Horizontal)
         splitter.addWidget(self.table)
         splitter.addWidget(self.histogram)
-        splitter.setSizes([320, 240])
+        splitter.setSizes([380, 220])
 
         self.delete_button = QPushButton("Delete selected")
         self.delete_button.clicked.connect(self._delete_selected)
@@ -143,6 +148,7 @@ class ProofreadWidget(QWidget):
         layout.addWidget(loop)
 
         self.labels_combo.layer_changed.connect(self._attach)
+        self.image_combo.layer_changed.connect(lambda _: self.refresh())
         self._attach(self.labels_combo.layer())
 
     # ---- layer wiring ----------------------------------------------------------------------
@@ -151,14 +157,14 @@ class ProofreadWidget(QWidget):
         if old is not None:
             if self._on_double_click in old.mouse_double_click_callbacks:
                 old.mouse_double_click_callbacks.remove(self._on_double_click)
-            old.events.paint.disconnect(self._schedule)
+            old.events.paint.disconnect(self._count_edit)
             old.events.set_data.disconnect(self._schedule)
         self._layer = layer
         if layer is None:
             return
         if self.double_click.isChecked():
             layer.mouse_double_click_callbacks.append(self._on_double_click)
-        layer.events.paint.connect(self._schedule)
+        layer.events.paint.connect(self._count_edit)
         layer.events.set_data.connect(self._schedule)
         if layer is not old:
             self.frame = pd.DataFrame()
@@ -176,7 +182,12 @@ class ProofreadWidget(QWidget):
             return None
         undo = len(getattr(layer, "_undo_history", ()))
         redo = len(getattr(layer, "_redo_history", ()))
-        return (id(layer), id(layer.data), undo, redo)
+        return (id(layer), id(layer.data), self._edits, undo, redo)
+
+    def _count_edit(self, *_) -> None:
+        """Every brush stroke or edit (the history length stops growing at its limit)."""
+        self._edits += 1
+        self._schedule()
 
     def _schedule(self, *_) -> None:
         self._timer.start()
@@ -218,13 +229,14 @@ class ProofreadWidget(QWidget):
             ),
             description=f"Measuring {layer.name}",
             on_done=done,
+            notify_stop=False,
         )
         return self.measure_worker
 
     def set_frame(self, frame: pd.DataFrame) -> None:
         """Show a measurement table, its totals and the volume histogram."""
         self.frame = frame.reset_index(drop=True)
-        self.table.set_frame(self.frame, TABLE_COLUMNS)
+        self.table.set_frame(self.frame, list(TABLE_COLUMNS), TABLE_COLUMNS)
         self.histogram.set_values(self.frame.get("volume_um3", []))
         self.histogram.set_marker(self.min_volume.value() or None)
         self.totals.setText(self.totals_text())

@@ -81,6 +81,7 @@ class TrainWidget(QWidget):
         self.model_folder: str | None = None
         #: More :class:`~napari_anatomics.training.TrainConfig` settings (network size...).
         self.extra_settings: dict = {}
+        self._smoothed: float | None = None
         _INSTANCES.add(self)
         prepare_torch()
 
@@ -234,6 +235,7 @@ class TrainWidget(QWidget):
             show_error(f"Train: {err}")
             return None
         self.loss_plot.clear()
+        self._smoothed = None
         self.progress.setRange(0, config.iterations)
         self.progress.setValue(0)
         self.eta.setText("ETA --")
@@ -263,9 +265,14 @@ class TrainWidget(QWidget):
             self.progress.setMaximum(event.total)
         self.progress.setValue(event.step)
         metrics = event.metrics or {}
-        for name in ("loss", "val_loss"):
-            if name in metrics:
-                self.loss_plot.append(name, event.step, metrics[name])
+        if "loss" in metrics:
+            loss = float(metrics["loss"])
+            self.loss_plot.append("loss", event.step, loss)
+            last = self._smoothed
+            self._smoothed = loss if last is None else 0.9 * last + 0.1 * loss
+            self.loss_plot.append("smoothed", event.step, self._smoothed)
+        if "val_dice" in metrics and metrics["val_dice"] == metrics["val_dice"]:
+            self.loss_plot.append("validation Dice", event.step, metrics["val_dice"])
         if "eta_s" in metrics:
             self.eta.setText(format_eta(metrics["eta_s"]))
         if event.message:
