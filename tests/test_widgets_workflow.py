@@ -89,6 +89,14 @@ def test_annotate_semantic_layer_classes_and_slices(sample_viewer, qtbot):
     assert layer.metadata["annotated_slices"] == [1, 4]
     assert "2 of 6 slices annotated" in widget.summary.text()
     assert "unknown" in widget.summary.text()
+    # the Train panel takes the task and the named classes from this layer
+    train_panel = TrainWidget(sample_viewer)
+    qtbot.addWidget(train_panel)
+    train_panel.labels_combo.set_layer(layer)
+    assert train_panel.task_combo.currentText() == "semantic"
+    config = train_panel.config(layer)
+    assert config.class_values == [1, 2]
+    assert config.class_names == ["chloroplast", "mitochondrion"]
 
 
 def test_annotate_instance_next_free_id(sample_viewer, qtbot):

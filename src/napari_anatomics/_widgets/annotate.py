@@ -71,7 +71,7 @@ class AnnotateWidget(QWidget):
         self.class_table.verticalHeader().setVisible(False)
         self.class_table.horizontalHeader().setStretchLastSection(True)
         self.class_table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.class_table.setMaximumHeight(120)
+        self.class_table.setMaximumHeight(100)
         self.class_table.itemChanged.connect(self._on_classes_edited)
         self.class_table.cellClicked.connect(lambda row, _: self.paint_class(row))
         self.add_class_button = QPushButton("Add class")
@@ -95,6 +95,7 @@ class AnnotateWidget(QWidget):
         self.check_text = QPlainTextEdit()
         self.check_text.setReadOnly(True)
         self.check_text.setPlaceholderText("Data Check report appears here")
+        self.check_text.setMinimumHeight(220)
 
         setup = QGroupBox("New annotation")
         form = QFormLayout(setup)

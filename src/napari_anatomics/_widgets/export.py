@@ -239,6 +239,8 @@ class ExportWidget(QWidget):
             self.worker.quit()
 
     def _on_progress(self, event: Progress) -> None:
+        if self.cancel_token is None:  # a late event of a finished run
+            return
         if event.total:
             self.progress.setRange(0, event.total)
             self.progress.setValue(event.step)
@@ -246,6 +248,8 @@ class ExportWidget(QWidget):
 
     def _on_done(self, written: list) -> None:
         self.written = [str(p) for p in written]
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
         for path in self.written:
             self.files.addItem(str(path))
         self.status.setText(f"{len(self.written)} file(s) written in {self.folder.text()}")

@@ -91,7 +91,9 @@ class TrainWidget(QWidget):
         self.labels_file = PathEdit("open", "Labels (*.tif *.tiff *.h5 *.zarr)", "or a file")
         self.task_combo = QComboBox()
         self.task_combo.addItems(["instance", "semantic"])
-        self.window = [_spin(1, 512, v) for v in (8, 96, 96)]
+        from ..training import DEFAULT_WINDOW_3D
+
+        self.window = [_spin(1, 1024, v) for v in DEFAULT_WINDOW_3D]
         self.voxel_size = QLineEdit()
         self.voxel_size.setPlaceholderText("X,Y,Z in nm, e.g. 10,10,40")
         self.iterations = _spin(1, 1_000_000, 2000)
