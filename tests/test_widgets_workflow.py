@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import zarr
+from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
 from napari_anatomics._widgets._layers import add_volume, layer_volume
@@ -424,3 +425,19 @@ def test_proofread_zarr_backed_labels_and_back_to_training(sample_viewer, qtbot,
     assert panel.labels_combo.layer() is layer
     assert panel.image_combo.layer() is sample_viewer.layers["image"]
     assert panel.finetune.folder() == str(tmp_path / "some-model")
+
+
+def test_train_errors_become_clear_notifications(sample_viewer, qtbot, tmp_path):
+    widget = _train_panel(sample_viewer, qtbot, tmp_path, iterations=2)
+    widget.voxel_size.setText("ten by ten")
+    assert widget.start() is None
+    assert "voxel size" in notification_manager.records[-1].message
+    # a window larger than the stack is refused by the core, in the worker, with its reason
+    widget.voxel_size.setText("40,40,40")
+    widget.window[0].setValue(64)
+    worker = widget.start()
+    assert worker is not None
+    qtbot.waitUntil(widget.start_button.isEnabled, timeout=60000)
+    message = notification_manager.records[-1].message
+    assert message.startswith("Training tiny failed:") and "window" in message
+    assert widget.model_folder is None

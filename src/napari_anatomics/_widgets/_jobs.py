@@ -46,7 +46,8 @@ def start_job(
         Already started; call ``.quit()`` to stop the job (its cleanup runs).
     """
 
-    @thread_worker(start_thread=False)
+    # errors go to the notification below, not re-raised as a traceback in the event loop
+    @thread_worker(start_thread=False, ignore_errors=True)
     def _run():
         return (yield from make_job())
 
