@@ -216,3 +216,17 @@ def pick_volume(combo: LayerCombo, path: PathEdit | None = None, what: str = "im
     if layer is None:
         raise ValueError(f"no {what} chosen: add a {what} layer to the viewer or give a file")
     return layer_volume(layer)
+
+
+def centre_on(viewer, layer: Layer, data_coords) -> None:
+    """Centre the view on a point given in a layer's data coordinates (voxels).
+
+    The sliders of the axes not displayed move to the point; the camera
+    centres on it in the displayed ones.
+    """
+    world = np.asarray(layer.data_to_world(np.asarray(data_coords, dtype=float)), dtype=float)
+    offset = viewer.dims.ndim - layer.ndim
+    for axis in viewer.dims.not_displayed:
+        if axis >= offset:
+            viewer.dims.set_point(axis, world[axis - offset])
+    viewer.camera.center = tuple(world[a - offset] for a in viewer.dims.displayed if a >= offset)

@@ -31,8 +31,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._history import record_edit
 from ._jobs import start_job
-from ._layers import LayerCombo, PathEdit, layer_array, layer_volume
+from ._layers import LayerCombo, PathEdit, centre_on, layer_array, layer_volume
 from ._plot import HistogramPlot
 from ._table import FrameTable
 
@@ -264,7 +265,7 @@ class ProofreadWidget(QWidget):
         layer = self._layer
         if layer is None:
             return
-        rows = self.frame[self.frame["id"] == label] if "id" in self.frame else self.frame
+        rows = self.frame[self.frame["id"] == label] if "id" in self.frame else self.frame[:0]
         if len(rows):
             centre = rows.iloc[0][["centroid_z", "centroid_y", "centroid_x"]].to_numpy(float)
             centre = centre[-layer.ndim :]
@@ -273,14 +274,7 @@ class ProofreadWidget(QWidget):
             if not coords[0].size:
                 return
             centre = np.array([c.mean() for c in coords])
-        world = np.asarray(layer.data_to_world(centre), dtype=float)
-        offset = self.viewer.dims.ndim - layer.ndim
-        for axis in self.viewer.dims.not_displayed:
-            if axis >= offset:
-                self.viewer.dims.set_point(axis, world[axis - offset])
-        self.viewer.camera.center = tuple(
-            world[a - offset] for a in self.viewer.dims.displayed if a >= offset
-        )
+        centre_on(self.viewer, layer, centre)
         layer.selected_label = int(label)
         layer.show_selected_label = True
         self.table.select_id(int(label))
@@ -412,20 +406,3 @@ class ProofreadWidget(QWidget):
         from .train import send_to_train
 
         send_to_train(self.viewer, self._layer, self.image_combo.layer())
-
-
-def record_edit(layer: Labels, edit) -> None:
-    """Record a core :class:`~napari_anatomics.proofread.Edit` in a layer's undo history.
-
-    The edit is already applied to ``layer.data``; each changed region becomes
-    one history atom (indices, previous values, new value), the same form
-    :meth:`napari.layers.Labels.data_setitem` records, all in one undo step.
-    """
-    if not edit.regions:
-        return
-    with layer.block_history():
-        for region in edit.regions:
-            local = np.nonzero(region.mask)
-            indices = tuple(i + s.start for i, s in zip(local, region.slices))
-            layer._save_history((indices, region.previous, edit.new_value))
-    layer.refresh()
