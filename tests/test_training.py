@@ -42,7 +42,6 @@ def losses_of(job):
     return [e.metrics["loss"] for e in events if "loss" in e.metrics]
 
 
-@pytest.mark.slow
 def test_loss_falls(synthetic, tmp_path):
     losses = losses_of(train(*synthetic, replace(TINY, iterations=40), tmp_path / "m"))
     assert len(losses) == 40
@@ -68,6 +67,15 @@ def test_semantic_task_and_progress_metrics(tmp_path):
     config = load_model(tmp_path / "s", device="cpu").config
     assert config.targets == ["background", "class_1", "class_2"]
     assert config.label_values == [1, 2]
+
+
+def test_2d_model_trains_on_slices(synthetic, tmp_path):
+    cfg = replace(TINY, architecture="unet2d", window=(1, 32, 32), iterations=3)
+    run_job(train(*synthetic, cfg, tmp_path / "flat"))
+    model = load_model(tmp_path / "flat", device="cpu")
+    assert model.config.spatial_dims == 2 and model.config.window == (1, 32, 32)
+    probs = model(torch.zeros(2, 1, 3, 32, 32))
+    assert probs.shape == (2, 2, 3, 32, 32)
 
 
 def weights(folder):
@@ -152,7 +160,6 @@ def fg_dice_on(model, image, truth, slices):
     return 2 * (p & t).sum() / (p.sum() + t.sum())
 
 
-@pytest.mark.slow
 def test_sparse_annotation_learns_objects_on_unpainted_slices(tmp_path):
     syn = synthetic_sbfsem((12, 64, 64), 14, voxel_size=(40.0, 10.0, 10.0), seed=5)
     painted = [2, 6, 10]
