@@ -140,7 +140,9 @@ def proofread() -> None:
     wait(lambda: len(widget.frame) > 0, 120, "the measurement")
     widget.table.sort_by("volume_um3")
     widget.min_volume.setValue(0.1)
-    inside = widget.frame[~widget.frame["touches_border_xy"]].sort_values("volume_um3")
+    frame, height = widget.frame, viewer.layers["chloroplasts labels"].data.shape[1]
+    inside = frame[(frame["bbox_y0"] > 40) & (frame["bbox_y1"] < height - 40)]
+    inside = inside.sort_values("volume_um3")  # the biggest object away from the edges
     widget.focus_object(int(inside.iloc[-1]["id"]))
     viewer.camera.zoom *= 2.5
     shot(viewer, "workflow_proofread")
