@@ -162,10 +162,16 @@ def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
     assert sample_viewer.camera.center[-2:] == pytest.approx((40.0 * y, 40.0 * x), rel=1e-3)
     assert layer.selected_label == biggest and layer.show_selected_label
 
-    # double-click the object in the viewer: it is gone, table and totals follow at once
+    # double-click the object in the viewer: it is gone, table and totals follow at once;
+    # the view stays put (napari's own double-click zoom is undone)
     before = layer.data.copy()
     inside = np.argwhere(layer.data == biggest)[0]
+    zoom = sample_viewer.camera.zoom
+    assert widget._remember_camera in layer.mouse_drag_callbacks  # the press before it
+    widget._remember_camera(layer, None)
+    sample_viewer.camera.zoom = 2 * zoom  # what napari's double_click_to_zoom does first
     _double_click(layer, inside)
+    assert sample_viewer.camera.zoom == pytest.approx(zoom)
     assert not (layer.data == biggest).any()
     assert widget.table.rowCount() == ids.size - 1
     assert biggest not in set(widget.frame["id"])

@@ -67,6 +67,7 @@ class ProofreadWidget(QWidget):
         self._fingerprint: tuple | None = None
         self._generation = 0
         self._edits = 0
+        self._camera: tuple | None = None
         self.measure_worker = None
         self.save_worker = None
         self._timer = QTimer(self)
@@ -158,6 +159,7 @@ class ProofreadWidget(QWidget):
         if old is not None:
             if self._on_double_click in old.mouse_double_click_callbacks:
                 old.mouse_double_click_callbacks.remove(self._on_double_click)
+                old.mouse_drag_callbacks.remove(self._remember_camera)
             old.events.paint.disconnect(self._count_edit)
             old.events.set_data.disconnect(self._schedule)
         self._layer = layer
@@ -165,6 +167,7 @@ class ProofreadWidget(QWidget):
             return
         if self.double_click.isChecked():
             layer.mouse_double_click_callbacks.append(self._on_double_click)
+            layer.mouse_drag_callbacks.append(self._remember_camera)
         layer.events.paint.connect(self._count_edit)
         layer.events.set_data.connect(self._schedule)
         if layer is not old:
@@ -330,7 +333,12 @@ class ProofreadWidget(QWidget):
         ids = [int(i) for i in ids if int(i) > 0]
         return self._edit("delete", ids, what=what) if ids else 0
 
+    def _remember_camera(self, layer: Labels, event) -> None:
+        """On each press: the view before a double-click zooms it (napari zooms first)."""
+        self._camera = (self.viewer.camera.zoom, tuple(self.viewer.camera.center))
+
     def _on_double_click(self, layer: Labels, event) -> None:
+        """Delete the object under the cursor, keeping the view where it was."""
         value = layer.get_value(
             event.position,
             view_direction=event.view_direction,
@@ -341,6 +349,8 @@ class ProofreadWidget(QWidget):
             value = value[-1]
         if value is not None and int(value) != 0:
             self.delete_ids([int(value)], f"deleted (id {int(value)})")
+            if self._camera is not None:  # undo the viewer's double-click zoom
+                self.viewer.camera.zoom, self.viewer.camera.center = self._camera
 
     def _delete_selected(self) -> None:
         rows = {index.row() for index in self.table.selectedIndexes()}
