@@ -284,7 +284,7 @@ def test_train_live_loss_curve_responsive_and_stop(sample_viewer, qtbot, tmp_pat
     assert load_model(stopped, device="cpu").config.iterations == config.iterations
 
 
-def test_live_labels_layer_shows_regions_as_they_are_written(make_napari_viewer, tmp_path):
+def test_live_labels_layer_shows_regions_as_they_are_written(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     maps = zarr.create_array(
         store=str(tmp_path / "p.zarr"), shape=(2, 4, 40, 60), chunks=(2, 4, 20, 20), dtype="uint8"
@@ -309,6 +309,12 @@ def test_live_labels_layer_shows_regions_as_they_are_written(make_napari_viewer,
     layer.refresh()
     assert layer.get_value(outside, world=True) == 1
     np.testing.assert_array_equal(np.asarray(layer.data), maps[0] >= 128)
+    # labels still being predicted are read-only for proofreading, with a clear message
+    proofread = ProofreadWidget(viewer)
+    qtbot.addWidget(proofread)
+    proofread.labels_combo.set_layer(layer)
+    assert proofread.delete_ids([1]) == 0
+    assert "still being predicted" in notification_manager.records[-1].message
     semantic = LiveLabels(maps, ModelConfig(**{**config.to_dict(), "task": "semantic"}))
     assert semantic[1, 0, 0] == 0 and semantic[1, 39, 59] == 0  # channel 0 wins = background
 

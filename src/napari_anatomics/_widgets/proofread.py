@@ -302,11 +302,12 @@ class ProofreadWidget(QWidget):
             show_error("Proofread: choose a labels layer first")
             return 0
         data = layer_array(layer)
-        if isinstance(data, da.Array) or data.ndim != 3:
+        writable = not isinstance(data, da.Array) and hasattr(data, "__setitem__")
+        if not writable or data.ndim != 3:
             show_error(
                 "Proofread: these labels cannot be edited here (a 3D array in memory or in "
-                "a zarr file is needed): save them (File > Save Selected Layers) as .zarr "
-                "and open that file"
+                "a zarr file is needed; labels still being predicted are read-only): wait "
+                "for Auto-label to finish, or save them as .zarr and open that file"
             )
             return 0
         # bounding boxes from the table, unless the layer changed since it was measured
