@@ -12,7 +12,13 @@ import zarr
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
-from napari_anatomics._widgets._layers import add_volume, layer_volume
+from napari_anatomics._widgets._layers import (
+    LayerCombo,
+    PathEdit,
+    add_volume,
+    layer_volume,
+    pick_volume,
+)
 from napari_anatomics._widgets._models import prepare_torch
 from napari_anatomics._widgets._plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
@@ -66,6 +72,25 @@ def test_layers_carry_voxel_size(sample_viewer):
     volume = layer_volume(sample_viewer.layers["labels"])
     assert volume.voxel_size == (40.0, 40.0, 40.0)
     assert volume.shape == (6, 128, 192)
+
+
+def test_pick_volume_from_layer_or_file(sample_viewer, qtbot, tmp_path):
+    from napari.layers import Image
+
+    from napari_anatomics.writers import write_tif
+
+    combo, path = LayerCombo(sample_viewer, Image), PathEdit()
+    qtbot.addWidget(combo)
+    qtbot.addWidget(path)
+    assert pick_volume(combo, path).name == "image"
+    data = np.asarray(layer_volume(sample_viewer.layers["image"]).data)[:, :20, :30]
+    write_tif(data, tmp_path / "small.tif", voxel_size=(40.0, 10.0, 10.0))
+    path.setText(str(tmp_path / "small.tif"))
+    picked = pick_volume(combo, path)
+    assert picked.shape == (6, 20, 30) and picked.voxel_size == (40.0, 10.0, 10.0)
+    path.setText(str(tmp_path / "missing.tif"))
+    with pytest.raises(ValueError, match="does not exist"):
+        pick_volume(combo, path)
 
 
 def test_annotate_semantic_layer_classes_and_slices(sample_viewer, qtbot):
