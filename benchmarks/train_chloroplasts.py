@@ -57,18 +57,18 @@ def main() -> None:
     p.add_argument("--gap", type=int, default=80, help="unused strip between the regions")
     p.add_argument("--downsample", default="1,4,4")
     p.add_argument("--window", default="8,128,128")
-    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--width", type=int, default=8)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--norm", default="batch")
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--distance", action="store_true", help="BCD targets")
     p.add_argument("--boundary-width", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
-    p.add_argument("--tta", type=int, default=0)
+    p.add_argument("--tta", type=int, default=4, help="0, 4 or 8 flips")
     p.add_argument("--seed-threshold", type=float, default=0.8)
     p.add_argument("--boundary-threshold", type=float, default=0.3)
-    p.add_argument("--min-size", type=int, default=1000)
+    p.add_argument("--min-size", type=int, default=2000, help="voxels, full res")
     p.add_argument("--out", type=Path, default=None, help="keep the model and maps here")
     p.add_argument("--model", type=Path, default=None, help="skip training, score this model")
     args = p.parse_args()
@@ -110,16 +110,20 @@ def main() -> None:
         def show(event) -> None:
             last.update(event.metrics)
             if event.step and event.step % 50 == 0:
-                print(f"  it {event.step}  loss {event.metrics['loss']:.3f}  "
-                      f"{event.metrics['it_s']:.2f} it/s", flush=True)
+                print(
+                    f"  it {event.step}  loss {event.metrics['loss']:.3f}  "
+                    f"{event.metrics['it_s']:.2f} it/s",
+                    flush=True,
+                )
 
         model_dir = run_job(train(train_image, train_labels, cfg, work / "model"), show)
     train_s = time.perf_counter() - t0
     model = load_model(model_dir, device="cpu")
     test_image = Volume(image.data[test_x], image.voxel_size, "user", name="test")
     t1 = time.perf_counter()
-    probs = run_job(predict(model, test_image, work / "pred.zarr", batch=2, tta=args.tta,
-                            overwrite=True))
+    probs = run_job(
+        predict(model, test_image, work / "pred.zarr", batch=2, tta=args.tta, overwrite=True)
+    )
     result = run_job(
         postprocess(
             probs,
@@ -136,11 +140,24 @@ def main() -> None:
     ev = evaluate(np.asarray(result), truth, image.voxel_size)
     ap = ev.instances["0.5"] if "0.5" in ev.instances else next(iter(ev.instances.values()))
     rows = [
-        ("reference (issue 3)", REFERENCE["steps"], f"{REFERENCE['minutes']:.1f}",
-         f"{REFERENCE['Dice']:.3f}", f"{REFERENCE['AP@0.5']:.3f}", "", ""),
-        (f"ResUNet3D w{args.width} d{args.depth} ds{args.downsample}",
-         str(model.config.iterations), f"{train_s / 60:.1f}", f"{ev.foreground_dice:.3f}",
-         f"{ap.ap:.3f}", f"{ap.tp}/{ap.fp}/{ap.fn}", f"{predict_s:.0f}"),
+        (
+            "reference (issue 3)",
+            REFERENCE["steps"],
+            f"{REFERENCE['minutes']:.1f}",
+            f"{REFERENCE['Dice']:.3f}",
+            f"{REFERENCE['AP@0.5']:.3f}",
+            "",
+            "",
+        ),
+        (
+            f"ResUNet3D w{args.width} d{args.depth} ds{args.downsample}",
+            str(model.config.iterations),
+            f"{train_s / 60:.1f}",
+            f"{ev.foreground_dice:.3f}",
+            f"{ap.ap:.3f}",
+            f"{ap.tp}/{ap.fp}/{ap.fn}",
+            f"{predict_s:.0f}",
+        ),
     ]
     head = ("model", "steps", "train min", "fg Dice", "AP@0.5", "TP/FP/FN", "predict s")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
