@@ -103,3 +103,18 @@ def run_job(job: Job[T], callback: Callable[[Progress], Any] | None = None) -> T
             return stop.value
         if callback is not None:
             callback(event)
+
+
+def stage(name: str, job: Job[T]) -> Job[T]:
+    """Re-yield a sub-job's events with ``name`` before each message; return its result.
+
+    Lets a job made of several phases (train, then predict, ...) report each
+    phase under its own name: ``result = yield from stage("predict", predict(...))``.
+    """
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        message = f"{name}: {event.message}" if event.message else name
+        yield Progress(event.step, event.total, message, event.metrics, event.payload)

@@ -9,9 +9,7 @@ One button runs the chosen exports one after the other in a worker thread:
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
 from pathlib import Path
-from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -33,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..progress import CancelToken, Progress
+from ..progress import CancelToken, Progress, stage
 from ._jobs import start_job
 from ._layers import LayerCombo, PathEdit, layer_array, layer_volume
 
@@ -43,16 +41,6 @@ LABEL_FORMATS = {"zarr (chunked, for big stacks)": ".zarr", "TIFF": ".tif", "HDF
 def default_export_folder() -> Path:
     """``~/anatomics-exports`` (``$ANATOMICS_EXPORTS`` overrides)."""
     return Path(os.environ.get("ANATOMICS_EXPORTS", Path.home() / "anatomics-exports"))
-
-
-def _stage(name: str, job: Generator) -> Generator[Progress, None, Any]:
-    """Re-yield a sub-job's progress with its stage name; return its result."""
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(event.step, event.total, f"{name}: {event.message}", event.metrics)
 
 
 class ExportWidget(QWidget):
@@ -176,7 +164,7 @@ class ExportWidget(QWidget):
             written: list = []
             index = None
             if table or meshes or points:
-                index = yield from _stage(
+                index = yield from stage(
                     "measuring", measure_job(labels, voxel_size, image=image, cancel=token)
                 )
             if table:
@@ -188,7 +176,7 @@ class ExportWidget(QWidget):
                     write_csv(totals, folder / f"{name}_totals.csv", voxel_size, source)
                 )
             if meshes:
-                written += yield from _stage(
+                written += yield from stage(
                     "meshes",
                     export_meshes(
                         labels, folder / f"{name}_meshes", voxel_size, smooth=smooth,
@@ -196,7 +184,7 @@ class ExportWidget(QWidget):
                     ),
                 )  # fmt: skip
             if points:
-                written += yield from _stage(
+                written += yield from stage(
                     "point clouds",
                     export_meshes(
                         labels, folder / f"{name}_points", voxel_size, points=True,
@@ -205,7 +193,7 @@ class ExportWidget(QWidget):
                 )  # fmt: skip
             if write_labels:
                 data = labels if isinstance(labels, (np.ndarray, da.Array)) else da.asarray(labels)
-                path = yield from _stage(
+                path = yield from stage(
                     "labels",
                     write_volume_job(
                         data,
