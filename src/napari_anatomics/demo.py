@@ -46,6 +46,7 @@ class DemoResult:
     final_loss: float
     test_shape: tuple[int, int, int]
     voxel_size: tuple[float, float, float]
+    tta: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -56,6 +57,9 @@ def run_demo(
     time_limit_s: float | None = 300.0,
     train_fraction: float = 0.6,
     window: tuple[int, int, int] = (8, 64, 64),
+    width: int = 16,
+    depth: int = 4,
+    tta: int = 4,
     device: str = "auto",
     seed: int = 0,
 ) -> Job[DemoResult]:
@@ -74,6 +78,10 @@ def run_demo(
         auto-labelled and evaluated.
     window : (int, int, int)
         Training window (z, y, x).
+    width, depth : int
+        Network size: channels of the top level, number of levels.
+    tta : {0, 4, 8}
+        Test-time augmentation of the prediction.
     device : {"auto", "cpu", "cuda"}
     seed : int
 
@@ -109,6 +117,8 @@ def run_demo(
     config = TrainConfig(
         task="instance",
         window=window,
+        width=width,
+        depth=depth,
         iterations=iterations,
         time_limit_s=time_limit_s,
         batch=2,
@@ -128,7 +138,7 @@ def run_demo(
     t0 = time.perf_counter()
     model = load_model(model_dir, device=device)
     prediction = out_dir / "prediction.zarr"
-    probs = yield from stage("predict", predict(model, test_image, prediction, tta=4))
+    probs = yield from stage("predict", predict(model, test_image, prediction, tta=tta))
     labels = yield from stage("postprocess", postprocess(probs, prediction, min_size=50))
     labels_np = np.asarray(labels[...])
     seconds["predict"] = time.perf_counter() - t0
@@ -155,6 +165,7 @@ def run_demo(
         final_loss=loss,
         test_shape=tuple(labels_np.shape),  # type: ignore[arg-type]
         voxel_size=vs,
+        tta=tta,
         seconds=seconds,
     )
     (out_dir / "demo-summary.txt").write_text(format_summary(result) + "\n")
@@ -177,7 +188,8 @@ def format_summary(result: DemoResult) -> str:
         (
             "auto-labelled",
             f"{z} x {y} x {x} voxels (z, y, x) the model never saw, "
-            f"{result.seconds['predict']:.0f} s with 4x test-time augmentation",
+            f"{result.seconds['predict']:.0f} s"
+            + (f" with {result.tta}x test-time augmentation" if result.tta else ""),
         ),
         ("foreground Dice", f"{ev.foreground_dice:.3f}"),
         (
