@@ -34,6 +34,14 @@ from .volume import Volume
 OUTPUTS = ("uint8", "float16", "float32")
 
 
+def partial_path_of(out: str | Path, component: str = "probabilities") -> Path:
+    """Where :func:`predict` keeps the array of a run in progress (renamed when done).
+
+    A viewer can open it read-only to show the prediction filling region by region.
+    """
+    return Path(out) / f".{component}.partial"
+
+
 def predict(
     model: TrainedModel,
     image: Volume,
@@ -150,7 +158,7 @@ def predict(
         "source": image.source,
     }
     group = zarr.open_group(str(out), mode="a")
-    final_path, partial_path = Path(out) / component, Path(out) / f".{component}.partial"
+    final_path, partial_path = Path(out) / component, partial_path_of(out, component)
     if component in group:
         if not overwrite and dict(group[component].attrs).get("prediction") == settings:
             return group[component]

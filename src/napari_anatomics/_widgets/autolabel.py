@@ -259,7 +259,9 @@ class AutoLabelWidget(QWidget):
             self.progress.setRange(0, 0)
             return
         if self.layer is None and self._out is not None:
-            partial = self._out / f".{PROBABILITIES}.partial"
+            from ..inference import partial_path_of
+
+            partial = partial_path_of(self._out, PROBABILITIES)
             if (partial / "zarr.json").exists():
                 import zarr
 
