@@ -30,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tta", type=int, choices=(0, 4, 8), default=0, help="flips/rotations")
     p.add_argument("--tta-mode", choices=("mean", "max"), default="mean")
-    p.add_argument("--batch", type=int, default=1, help="tiles per network call (default 1)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=2,
+        help="tiles per network call (default 2: on CPUs a batch of 1 takes a slow path)",
+    )
     p.add_argument(
         "--output",
         choices=("uint8", "float16", "float32"),
