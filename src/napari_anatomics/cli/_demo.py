@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and write the stats CSV, meshes and a summary into the output folder.",
     )
     p.add_argument("--out", default="anatomics-demo", help="output folder (anatomics-demo)")
-    p.add_argument("--iterations", type=int, default=400, help="training iterations (400)")
+    p.add_argument("--iterations", type=int, default=1500, help="training iterations (1500)")
     p.add_argument(
         "--time-limit",
         type=float,
