@@ -70,6 +70,19 @@ def test_antialiased_labels(synthetic, image):
     assert finding.slice in report.annotated_slices
 
 
+def test_renumbered_fragments_are_not_antialiasing(synthetic, image):
+    # Connected-component renumbering gives each 1-voxel painting slip its own id:
+    # no interior, like a rim, but the report must call them fragments, not smoothing.
+    labels = synthetic.labels.copy()
+    n = synthetic.n_objects
+    background = np.argwhere(ndi.binary_erosion(labels == 0, iterations=2))[::997][:6]
+    for k, (z, y, x) in enumerate(background):
+        labels[z, y, x] = n + 1 + k
+    report = check(image, labels, task="instance")
+    assert "antialiased" not in report.codes()
+    assert len(report.fragments) == 6
+
+
 def test_semantic_labels_for_instance_task(image):
     classes = synthetic_sbfsem((16, 96, 96), n_objects=30, n_classes=2, seed=2)
     report = check(image, classes.semantic, task="instance")

@@ -44,6 +44,9 @@ MAX_CC_VOXELS = 400_000_000
 MAX_SEMANTIC_VALUES = 16
 #: A piece smaller than this fraction of the median piece size is a stray fragment.
 FRAGMENT_FRACTION = 0.02
+#: A value needs at least this many voxels to count as an anti-aliasing rim; smaller
+#: ones are stray fragments (a renumbered 1-voxel slip has no interior either).
+MIN_RIM_VOXELS = 20
 
 
 def check(
@@ -243,7 +246,9 @@ def _check_background(report: CheckReport) -> None:
 
 def _check_antialiasing(report: CheckReport, rims: dict, values: Sequence) -> bool:
     """Values found only on thin rims along edges, as painted with anti-aliasing."""
-    rim_values = [v for v in values if rims[v][1] <= 0.05 * rims[v][0]]
+    rim_values = [
+        v for v in values if rims[v][0] >= MIN_RIM_VOXELS and rims[v][1] <= 0.05 * rims[v][0]
+    ]
     if len(rim_values) < 3 or len(rim_values) < 0.2 * len(values):
         return False
     voxels = sum(rims[v][0] for v in rim_values)
