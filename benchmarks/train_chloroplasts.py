@@ -57,12 +57,14 @@ run                                   steps  train min  fg Dice  AP@0.5  TP/FP/F
 2x                                    894    15.1       0.688    0.205   9/15/20
 2x, boundary width 2                  965    15.1       0.722    0.233   10/14/19
   same model, ``--tune`` (0.9/0.5)                      0.724    0.227   10/15/19
+4x (defaults), ``--tune`` (0.9/0.3)   1043   14.1       0.793    0.250   12/19/17
+4x, boundary width 2, ``--tune``      1076   14.1       0.759    0.200   9/16/20
 ====================================  =====  =========  =======  ======  ========
 
 2x in-plane downsampling loses Dice against 4x (the window sees a quarter of
 the area) and does not lift AP beyond noise; a 2-voxel boundary band needs a
-boundary threshold near 0.5 (at 0.3 it leaves too few seeds). The defaults
-stay at the 4x, width-1 settings of the 15-minute run above.
+boundary threshold near 0.5 at 200 steps (tuning picked 0.3 again at 1000).
+Neither beats the 4x, width-1 defaults, which stay as they are.
 """
 
 from __future__ import annotations
