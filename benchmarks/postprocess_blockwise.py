@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from _rss import peak_rss_mb  # benchmarks/ is on sys.path when run as a script
 
 BUDGET_MB = 1024
 SHAPE = (48, 384, 384)
@@ -70,18 +70,6 @@ def make_big(small: str, path: str) -> tuple[int, ...]:
             for k in range(2):
                 big[:, i * z : (i + 1) * z, j * y : (j + 1) * y, k * x : (k + 1) * x] = block
     return big.shape
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (VmHWM; ru_maxrss can carry the parent's)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(method: str, maps_path: str, out: str) -> dict:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from _rss import peak_rss_mb  # benchmarks/ is on sys.path when run as a script
 
 WINDOW = (16, 64, 64)
 OVERLAP = 0.25
@@ -53,18 +53,6 @@ def make_model():
         normalization={"mean": 128.0, "std": 50.0},
     )
     return TrainedModel(net, config, torch.device("cpu"))
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (VmHWM; ru_maxrss can carry the parent's)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(tool: str, image_path: str, out: str) -> dict:
