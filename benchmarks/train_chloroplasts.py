@@ -147,6 +147,8 @@ def main() -> None:
     p.add_argument("--gap", type=int, default=80, help="unused strip between the regions")
     p.add_argument("--downsample", default="1,4,4")
     p.add_argument("--window", default="8,128,128")
+    p.add_argument("--arch", default="resunet3d", help="resunet3d or unet2d")
+    p.add_argument("--encoder", default="resnet18", help="2D encoder (unet2d)")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--norm", default="batch")
@@ -160,6 +162,9 @@ def main() -> None:
     p.add_argument("--boundary-threshold", type=float, default=0.3)
     p.add_argument("--min-size", type=int, default=2000, help="voxels, full res")
     p.add_argument("--fg-fraction", type=float, default=0.5, help="crops centred on objects")
+    p.add_argument("--scale", type=float, default=0.0, help="zoom augmentation (0.25 = x0.8-1.25)")
+    p.add_argument("--elastic", type=float, default=0.0, help="elastic strength (voxels)")
+    p.add_argument("--by-area", action="store_true", help="centre crops by area, not by object")
     p.add_argument(
         "--tune",
         action="store_true",
@@ -190,12 +195,17 @@ def main() -> None:
         iterations=args.iterations,
         batch=args.batch,
         lr=args.lr,
+        architecture=args.arch,
+        encoder=args.encoder,
         width=args.width,
         depth=args.depth,
         norm=args.norm,
         distance=args.distance,
         boundary_width=args.boundary_width,
         fg_fraction=args.fg_fraction,
+        balance_objects=not args.by_area,
+        elastic=args.elastic,
+        scale=args.scale,
         save_every=500,
         time_limit_s=args.time_limit * 60,
         num_threads=args.threads,

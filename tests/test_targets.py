@@ -117,3 +117,56 @@ def test_sampler_crops_hold_annotation_and_objects(cache_mb):
             data.normalization["std"]
         )
         np.testing.assert_allclose(img[0], expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("balance", [True, False])
+def test_sampler_draws_small_objects_as_often_as_large_ones(balance):
+    # One 96 x 96 object and one 16 x 16 object (1/36 of the painted area).
+    labels = np.zeros((2, 256, 256), np.uint16)
+    labels[:, 16:112, 16:112] = 1
+    labels[:, 192:208, 192:208] = 2  # one 16 x 16 sampling cell
+    data = prepare_data(da.from_array(np.zeros_like(labels, np.uint8)), da.from_array(labels))
+    rng = np.random.default_rng(1)
+    sampler = CropSampler(data, (1, 32, 32), "instance", rng, fg_fraction=1.0, balance=balance)
+    small = sum(sampler._foreground_voxel()[1] >= 192 for _ in range(2000)) / 2000
+    if balance:
+        assert 0.45 < small < 0.55
+    else:
+        assert small < 0.05
+
+
+def test_zoomed_crops_show_real_data_at_window_size():
+    labels = np.zeros((4, 128, 128), np.uint16)
+    labels[:, 40:88, 40:88] = 5  # a 48 x 48 square in the middle
+    image = (labels * 40).astype(np.uint8)
+    data = prepare_data(da.from_array(image), da.from_array(labels))
+    rng = np.random.default_rng(0)
+    aug = Augmenter(flips=False, rotations=False, brightness=0, contrast=0, scale=1.0)
+    sampler = CropSampler(data, (2, 32, 32), "instance", rng, augmenter=aug)
+    zooms = []
+    for _ in range(20):
+        state = rng.bit_generator.state
+        zoom = aug.zoom(rng)
+        rng.bit_generator.state = state  # the sampler draws the same zoom
+        img, target, mask = sampler.crop((1, 48, 48))
+        zooms.append(zoom)
+        assert img.shape == (1, 2, 32, 32) and target.shape == (2, 2, 32, 32) and mask.all()
+        # Same centre: the object's area grows with the zoom (x0.5 to x2 here).
+        area = target[0, 0].sum()
+        expected = min(48 * zoom, 32) ** 2
+        assert abs(area - expected) <= 4 * 32 * 1.5, (zoom, area, expected)
+        # Labels are never blended: the image is 0 or 200 exactly where they say.
+        assert set(np.unique(target[0])) <= {0.0, 1.0}
+    assert min(zooms) < 0.8 and max(zooms) > 1.25
+
+
+def test_resample_crop_keeps_ids():
+    from napari_anatomics.augment import resample_crop
+
+    labels = np.zeros((1, 40, 40), np.uint16)
+    labels[0, :20] = 3
+    labels[0, 20:] = 9
+    image, out, mask = resample_crop(labels.astype(np.float32), labels, labels > 0, (20, 20))
+    assert out.shape == (1, 20, 20) and set(np.unique(out)) == {3, 9}
+    assert (out[0, :10] == 3).all() and (out[0, 10:] == 9).all() and mask.all()
+    np.testing.assert_allclose(image[0, 0], 3.0)

@@ -3,7 +3,10 @@
 Geometric transforms (flips, 90-degree rotations in the x/y plane, optional
 in-plane elastic deformation) are applied identically to the image, the
 labels and the loss mask *before* targets are computed, so boundaries are
-drawn on the transformed labels. Intensity transforms (brightness, contrast)
+drawn on the transformed labels. In-plane zoom (``scale``) is drawn here but
+applied by the crop sampler, which reads a larger or smaller box and resamples
+it to the window (:func:`resample_crop`), so a zoomed-out crop shows real
+data and not padding. Intensity transforms (brightness, contrast)
 touch the image only. z is never rotated into x/y: voxels are anisotropic.
 """
 
@@ -32,6 +35,9 @@ class Augmenter:
         Largest relative change of contrast (0.2 = x0.8 to x1.2).
     elastic : float
         Strength (in voxels) of a smooth in-plane deformation; 0 disables it.
+    scale : float
+        Largest in-plane zoom: factors are drawn log-uniformly from
+        ``[1 / (1 + scale), 1 + scale]``; 0 disables it.
     """
 
     flips: bool = True
@@ -39,6 +45,13 @@ class Augmenter:
     brightness: float = 0.2
     contrast: float = 0.2
     elastic: float = 0.0
+    scale: float = 0.0
+
+    def zoom(self, rng: np.random.Generator) -> float:
+        """A random in-plane zoom factor (> 1 magnifies); 1 when ``scale`` is 0."""
+        if self.scale <= 0:
+            return 1.0
+        return float(np.exp(rng.uniform(-1.0, 1.0) * np.log1p(self.scale)))
 
     def __call__(
         self,
@@ -104,3 +117,24 @@ def _elastic(
             np.stack([ndi.map_coordinates(s, coords, order=order, mode="reflect") for s in array])
         )
     return out[0], out[1], out[2].astype(bool)
+
+
+def resample_crop(
+    image: np.ndarray, labels: np.ndarray, mask: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resample (z, y, x) crops in-plane to ``size`` (y, x).
+
+    The image is interpolated linearly; labels and mask take the nearest
+    voxel, so ids stay ids. Voxel centres are aligned (``align_corners=False``
+    convention), so a zoom keeps the crop centred.
+    """
+    ny, nx = image.shape[1:]
+    yy = (np.arange(size[0]) + 0.5) * ny / size[0] - 0.5
+    xx = (np.arange(size[1]) + 0.5) * nx / size[1] - 0.5
+    coords = np.stack(np.meshgrid(yy, xx, indexing="ij"))
+    out = []
+    for array, order in ((image, 1), (labels, 0), (mask.astype(np.uint8), 0)):
+        out.append(
+            np.stack([ndi.map_coordinates(s, coords, order=order, mode="nearest") for s in array])
+        )
+    return out[0].astype(np.float32), out[1], out[2].astype(bool)

@@ -242,7 +242,7 @@ class RegionPredictor:
             a0, a1 = max(tile[a], mrange[a][0]), min(tile[a] + window[a], mrange[a][1])
             dst.append(slice(a0 - mrange[a][0], a1 - mrange[a][0]))
             src.append(slice(a0 - tile[a], a1 - tile[a]))
-        w = self.plan.weights[tuple(src)]
+        w = self.plan.weights(tile)[tuple(src)]
         acc[(slice(None), *dst)] += prob[(slice(None), *src)] * w
         wsum[tuple(dst)] += w
 

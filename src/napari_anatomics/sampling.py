@@ -8,7 +8,8 @@ arrays and computing just that crop.
 
 :class:`CropSampler` draws windows that always contain an annotated slice;
 a share of them (``fg_fraction``) is centred on painted objects so that sparse
-objects are seen.
+objects are seen. Objects are drawn by object, not by area (``balance``): a
+small object is as likely to be the centre of a crop as a large one.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cc3d
 import dask.array as da
 import numpy as np
 
-from .augment import Augmenter
+from .augment import Augmenter, resample_crop
 from .model_config import normalize
 from .targets import instance_targets, loss_mask, semantic_targets
 
@@ -139,6 +141,10 @@ class CropSampler:
     boundary_width : int
     fg_fraction : float
         Share of crops centred on a painted object.
+    balance : bool
+        Draw the object first (each connected patch of painted cells equally
+        likely), then a voxel in it; otherwise every painted voxel is equally
+        likely, and large objects dominate.
     augmenter : Augmenter, optional
     """
 
@@ -155,6 +161,7 @@ class CropSampler:
         distance: bool = False,
         boundary_width: int = 1,
         fg_fraction: float = 0.5,
+        balance: bool = True,
         augmenter: Augmenter | None = None,
     ) -> None:
         self.data = data
@@ -172,6 +179,7 @@ class CropSampler:
         cells = data.fg_cells
         centres = cells[:, 2] * FG_CELL + FG_CELL // 2
         self.fg_cells = cells[(centres >= x0) & (centres < x1)]
+        self.cell_weights = _object_weights(self.fg_cells) if balance else None
         self.annotated_z = np.flatnonzero(data.annotated)
 
     def _start(self, centre: int, size: int, lo: int, hi: int) -> int:
@@ -179,7 +187,11 @@ class CropSampler:
 
     def _foreground_voxel(self) -> tuple[int, int, int]:
         """A random painted object voxel (from a random foreground cell)."""
-        z, cy, cx = (int(v) for v in self.fg_cells[self.rng.integers(len(self.fg_cells))])
+        if self.cell_weights is None:
+            pick = self.rng.integers(len(self.fg_cells))
+        else:
+            pick = self.rng.choice(len(self.fg_cells), p=self.cell_weights)
+        z, cy, cx = (int(v) for v in self.fg_cells[pick])
         cell = (
             z,
             slice(cy * FG_CELL, (cy + 1) * FG_CELL),
@@ -219,10 +231,13 @@ class CropSampler:
         target : ndarray, (C, z, y, x) float32 (instance) or (z, y, x) int64 (semantic)
         mask : ndarray of bool, (z, y, x)
         """
-        index = tuple(slice(o, o + w) for o, w in zip(origin, self.window))
+        zoom = self.augmenter.zoom(self.rng) if augment and self.augmenter else 1.0
+        index = self._source(origin, zoom)
         image = normalize(np.asarray(self.data.image[index]), self.data.normalization)
         labels = np.asarray(self.data.labels[index])
         mask = loss_mask(labels, self.data.annotated[index[0]], self.ignore_value)
+        if image.shape[1:] != self.window[1:]:
+            image, labels, mask = resample_crop(image, labels, mask, self.window[1:])
         if augment and self.augmenter is not None:
             image, labels, mask = self.augmenter(self.rng, image, labels, mask)
         if self.task == "semantic":
@@ -237,7 +252,33 @@ class CropSampler:
             )
         return image[None], target, mask
 
+    def _source(self, origin: Sequence[int], zoom: float) -> tuple[slice, slice, slice]:
+        """The box to read for a window at ``origin`` seen at ``zoom`` (same centre)."""
+        boxes = [slice(origin[0], origin[0] + self.window[0])]
+        limits = ((0, self.data.shape[1]), self.x_range)
+        for o, w, (lo, hi) in zip(origin[1:], self.window[1:], limits):
+            size = min(max(1, round(w / zoom)), hi - lo)
+            start = self._start(o + w // 2, size, lo, hi)
+            boxes.append(slice(start, start + size))
+        return tuple(boxes)  # type: ignore[return-value]
+
     def batch(self, size: int):
         """Stack ``size`` random augmented crops: image, target, mask arrays."""
         crops = [self.crop(self.draw()) for _ in range(size)]
         return tuple(np.stack(parts) for parts in zip(*crops))
+
+
+def _object_weights(cells: np.ndarray) -> np.ndarray | None:
+    """Sampling weight of each painted cell: 1 / cells in its connected patch.
+
+    Each patch of touching painted cells (about one object, or a few touching
+    ones) then gets the same total weight, whatever its size.
+    """
+    if not cells.size:
+        return None
+    grid = np.zeros(tuple(cells.max(axis=0) + 1), dtype=np.uint8)
+    grid[tuple(cells.T)] = 1
+    patches = cc3d.connected_components(grid, connectivity=26)[tuple(cells.T)]
+    sizes = np.bincount(patches)
+    weights = 1.0 / sizes[patches]
+    return weights / weights.sum()

@@ -10,10 +10,15 @@ by reflection at its edges, so the model grid has ``ceil(S / f)`` voxels.
 Tiles of ``window`` model voxels start every ``stride`` voxels. Each tile
 trusts only its interior: a ``border`` of voxels on each face gets blending
 weight 0 (a network's outermost voxels see zero padding), the rest gets a
-Gaussian (or linear) weight that falls towards the faces. The grid starts at
-``-border`` and its last tile ends at ``ceil(S / f) + border`` (input outside
-the stack is reflected), so the trusted interiors cover every voxel and the
-blended value of a voxel is the weighted mean over *all* tiles that trust it.
+Gaussian (or linear) weight that falls towards the faces. Along an axis at
+least as long as the window, the first tile starts at 0 and the last one ends
+flush with the stack, and their faces on the stack's faces are trusted: the
+network sees there what it saw in training, the edge of a crop, and never
+mirrored data (a mirrored half-object looks like a whole one). Only an axis
+shorter than the window is padded by reflection: its grid starts at
+``-border`` and ends at ``ceil(S / f) + border``. Either way the trusted
+interiors cover every voxel and the blended value of a voxel is the weighted
+mean over *all* tiles that trust it.
 
 Because that mean is defined globally, the stack can be processed region by
 region (a region is a block of output chunks): a region only needs the tiles
@@ -28,7 +33,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -165,24 +170,46 @@ class TilePlan:
         """Tile start positions (model voxels) along each axis."""
         out = []
         for size, w, s, b in zip(self.model_shape, self.window, self.stride, self.border):
-            span = size + 2 * b - w
+            pad = b if size < w else 0
+            span = size + 2 * pad - w
             if span <= 0:
-                out.append((-b,))
+                out.append((-pad,))
                 continue
             n = math.ceil(span / s) + 1
-            out.append(tuple(-b + min(k * s, span) for k in range(n)))
+            out.append(tuple(-pad + min(k * s, span) for k in range(n)))
         return tuple(out)
+
+    def trusted(self, axis: int, start: int) -> tuple[int, int]:
+        """Voxels [lo, hi) along ``axis`` that a tile starting at ``start`` trusts.
+
+        A face on (or beyond) the stack's face is trusted: no other tile covers it.
+        """
+        w, b, size = self.window[axis], self.border[axis], self.model_shape[axis]
+        lo = start if start <= 0 else start + b
+        hi = start + w if start + w >= size else start + w - b
+        return lo, hi
 
     @property
     def n_tiles(self) -> int:
         """Tiles in a single pass over the whole stack."""
         return int(np.prod([len(s) for s in self.starts]))
 
-    @cached_property
-    def weights(self) -> np.ndarray:
-        """Blending weights of one tile, float32 of shape ``window``."""
-        prof = [blend_profile(w, b, self.blend) for w, b in zip(self.window, self.border)]
+    def weights(self, tile: Sequence[int]) -> np.ndarray:
+        """Blending weights of the tile starting at ``tile``, float32 of shape ``window``."""
+        prof = []
+        for axis, start in enumerate(tile):
+            lo, hi = self.trusted(axis, start)
+            prof.append(self._profile(axis, lo - start, start + self.window[axis] - hi))
         return prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
+
+    @cache  # noqa: B019 (a plan is small, frozen and lives as long as its prediction)
+    def _profile(self, axis: int, lo_border: int, hi_border: int) -> np.ndarray:
+        w, b = self.window[axis], self.border[axis]
+        profile = blend_profile(w, 0, self.blend)
+        if b:
+            profile[:lo_border] = 0.0
+            profile[w - hi_border :] = 0.0
+        return profile
 
     @cached_property
     def _axis_regions(self) -> list[list[slice]]:
@@ -212,8 +239,7 @@ class TilePlan:
         """Indices (in :attr:`regions` order, ascending) of the regions that need a tile."""
         per_axis = []
         for axis, t in enumerate(tile):
-            lo = t + self.border[axis]
-            hi = t + self.window[axis] - self.border[axis]
+            lo, hi = self.trusted(axis, t)
             ranges = [self._axis_model_range(axis, sl) for sl in self._axis_regions[axis]]
             per_axis.append([j for j, (a, b) in enumerate(ranges) if lo < b and hi > a])
         grid = [len(r) for r in self._axis_regions]
@@ -222,8 +248,9 @@ class TilePlan:
     def tiles_for(self, mrange: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
         """Start corners of the tiles whose trusted interior meets a model range."""
         per_axis = []
-        for starts, w, b, (lo, hi) in zip(self.starts, self.window, self.border, mrange):
-            per_axis.append([t for t in starts if t + b < hi and t + w - b > lo])
+        for axis, (starts, (lo, hi)) in enumerate(zip(self.starts, mrange)):
+            trusted = [(t, *self.trusted(axis, t)) for t in starts]
+            per_axis.append([t for t, a, b in trusted if a < hi and b > lo])
         return list(itertools.product(*per_axis))  # type: ignore[arg-type]
 
 

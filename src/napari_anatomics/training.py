@@ -105,7 +105,10 @@ class TrainConfig:
         CPU threads (default: one per idle core, see :func:`cpu_threads`).
     fg_fraction : float
         Share of crops centred on a painted object.
-    augment, elastic : augmentation switches (elastic: strength in voxels).
+    balance_objects : bool
+        Centre those crops on each object equally often (else by area).
+    augment, elastic, scale : augmentation switches (elastic: strength in voxels;
+        scale: largest in-plane zoom, 0.25 = x0.8 to x1.25).
     use_mask : bool
         Mask unannotated slices out of the loss (turn off only to compare).
     cache_mb : float
@@ -141,8 +144,10 @@ class TrainConfig:
     class_values: list[int] | None = None
     num_threads: int | None = None
     fg_fraction: float = 0.5
+    balance_objects: bool = True
     augment: bool = True
     elastic: float = 0.0
+    scale: float = 0.0
     use_mask: bool = True
     cache_mb: float = 1024.0
 
@@ -236,7 +241,10 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         distance=config.distance,
         boundary_width=config.boundary_width,
         fg_fraction=config.fg_fraction,
-        augmenter=Augmenter(elastic=config.elastic) if config.augment else None,
+        balance=config.balance_objects,
+        augmenter=Augmenter(elastic=config.elastic, scale=config.scale)
+        if config.augment
+        else None,
     )
     val_crops = _val_origins(data, mconfig.window, x_split) if config.val_fraction else []
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
