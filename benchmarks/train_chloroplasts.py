@@ -136,6 +136,12 @@ def _tune(model, image: Volume, truth: np.ndarray, work: Path, args) -> tuple[fl
     return best
 
 
+def _model_name(args) -> str:
+    if args.arch == "unet2d":
+        return f"U-Net 2D {args.encoder} d{args.depth} ds{args.downsample}"
+    return f"ResUNet3D w{args.width} d{args.depth} ds{args.downsample}"
+
+
 def main() -> None:
     """Train, predict, decode, score; print the table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -263,7 +269,7 @@ def main() -> None:
             "",
         ),
         (
-            f"ResUNet3D w{args.width} d{args.depth} ds{args.downsample}",
+            _model_name(args),
             str(model.config.iterations),
             f"{train_s / 60:.1f}",
             f"{ev.foreground_dice:.3f}",

@@ -47,6 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=16, help="channels of the top level")
     p.add_argument("--depth", type=int, default=4, help="resolution levels")
     p.add_argument("--distance", action="store_true", help="instance: add a distance map")
+    p.add_argument(
+        "--zoom",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="zoom augmentation: crops shown at x1/(1+S) to x(1+S); helps when object "
+        "sizes vary (e.g. 0.5)",
+    )
+    p.add_argument("--elastic", type=float, default=0.0, metavar="PX", help="elastic warp")
     p.add_argument("--ignore-value", type=int, metavar="V", help="label value meaning unpainted")
     p.add_argument("--classes", metavar="NAMES", help="semantic class names, comma separated")
     p.add_argument("--seed", type=int, default=0)
@@ -83,6 +92,8 @@ def _train(args: argparse.Namespace) -> int:
         width=args.width,
         depth=args.depth,
         distance=args.distance,
+        scale=args.zoom,
+        elastic=args.elastic,
         ignore_value=args.ignore_value,
         class_names=[c.strip() for c in args.classes.split(",")] if args.classes else None,
         seed=args.seed,
