@@ -95,14 +95,15 @@ def _objects(labels: np.ndarray) -> np.ndarray:
     return cc3d.connected_components(labels, connectivity=6).astype(np.uint32)
 
 
-def _decode(probs, out: Path, levels: tuple[float, float, int]):
-    """Seeded watershed with (seed threshold, boundary threshold, min size)."""
-    seed, boundary, min_size = levels
+def _decode(probs, out: Path, levels: tuple[float, float, int, int]):
+    """Seeded watershed with (seed threshold, boundary threshold, seed erosion, min size)."""
+    seed, boundary, erosion, min_size = levels
     job = postprocess(
         probs,
         out,
         task="instance",
         seed_threshold=seed,
+        seed_erosion=erosion,
         boundary_threshold=boundary,
         min_size=min_size,
         overwrite=True,
@@ -110,8 +111,8 @@ def _decode(probs, out: Path, levels: tuple[float, float, int]):
     return run_job(job)
 
 
-def _tune(model, image: Volume, truth: np.ndarray, work: Path, args) -> tuple[float, float, int]:
-    """Best (seed, boundary, min size) by AP@0.5 (then Dice) on the training region."""
+def _tune(model, image: Volume, truth: np.ndarray, work: Path, args) -> tuple:
+    """Best (seed, boundary, erosion, min size) by AP@0.5 (then Dice) on the training region."""
     probs = run_job(
         predict(
             model,
@@ -130,9 +131,9 @@ def _tune(model, image: Volume, truth: np.ndarray, work: Path, args) -> tuple[fl
         print(f"  tune {levels}: AP {ap.ap:.3f} Dice {ev.foreground_dice:.3f}", flush=True)
         return ap.ap, ev.foreground_dice
 
-    grid = [(s, b, args.min_size) for s in (0.7, 0.8, 0.9) for b in (0.3, 0.5, 0.7)]
+    grid = [(s, b, e, args.min_size) for s in (0.8, 0.9) for b in (0.3, 0.5) for e in (0, 8, 16)]
     best = max(grid, key=score)
-    print(f"  tuned on the training region: seed, boundary, min size = {best}", flush=True)
+    print(f"  tuned on the training strip (seed, boundary, erosion, min size): {best}", flush=True)
     return best
 
 
@@ -166,6 +167,7 @@ def main() -> None:
     p.add_argument("--tta", type=int, default=4, help="0, 4 or 8 flips")
     p.add_argument("--seed-threshold", type=float, default=0.8)
     p.add_argument("--boundary-threshold", type=float, default=0.3)
+    p.add_argument("--seed-erosion", type=int, default=0, help="voxels, full res")
     p.add_argument("--min-size", type=int, default=2000, help="voxels, full res")
     p.add_argument("--fg-fraction", type=float, default=0.5, help="crops centred on objects")
     p.add_argument("--scale", type=float, default=0.0, help="zoom augmentation (0.25 = x0.8-1.25)")
@@ -174,7 +176,7 @@ def main() -> None:
     p.add_argument(
         "--tune",
         action="store_true",
-        help="pick the decoding thresholds on the TRAINING region (never the test one)",
+        help="pick the decoding settings on the TRAINING region (never the test one)",
     )
     p.add_argument("--tune-extent", type=int, default=350, help="rows (or columns) of it, from 0")
     p.add_argument("--out", type=Path, default=None, help="keep the model and maps here")
@@ -238,7 +240,7 @@ def main() -> None:
         tune_image = Volume(image.data[tune_x], image.voxel_size, "user", name="tune")
         tune_truth = _objects(np.asarray(labels.data[tune_x]))
         best = _tune(model, tune_image, tune_truth, work, args)
-        args.seed_threshold, args.boundary_threshold, args.min_size = best
+        args.seed_threshold, args.boundary_threshold, args.seed_erosion, args.min_size = best
     test_image = Volume(image.data[test_x], image.voxel_size, "user", name="test")
     t1 = time.perf_counter()
     probs = run_job(
@@ -252,7 +254,7 @@ def main() -> None:
             overwrite=True,
         )
     )
-    levels = (args.seed_threshold, args.boundary_threshold, args.min_size)
+    levels = (args.seed_threshold, args.boundary_threshold, args.seed_erosion, args.min_size)
     result = _decode(probs, work / "pred.zarr", levels)
     predict_s = time.perf_counter() - t1
     truth = _objects(np.asarray(labels.data[test_x]))

@@ -95,7 +95,7 @@ def test_regions_do_not_change_the_result_with_downsampling(image, tmp_path):
     np.testing.assert_allclose(
         const[:][inner],
         whole_volume(model, flat)[:, 5:6, 5:6, 5:6] * np.ones_like(const[:][inner]),
-        atol=1e-5
+        atol=1e-5,
     )
 
 

@@ -214,3 +214,34 @@ def test_bundled_sample_components_match_whole_volume(tmp_path):
     expected = cc3d.connected_components(mask, connectivity=26)
     assert result.attrs["n_objects"] == expected.max()
     assert same_partition(result[:], expected)
+
+
+def test_seed_erosion_splits_a_neck_the_boundary_map_missed(tmp_path):
+    # Two 20 x 20 discs joined by a 4-voxel-wide neck; the boundary map only
+    # outlines the pair, so plain seeds are one object.
+    labels = np.zeros((6, 40, 80), np.uint32)
+    yy, xx = np.mgrid[:40, :80]
+    for cx in (20, 58):
+        labels[:, (yy - 20) ** 2 + (xx - cx) ** 2 <= 100] = 1
+    labels[:, 18:22, 28:50] = 1
+    fg = labels > 0
+    edge = fg & ~ndi.binary_erosion(fg, np.ones((1, 3, 3)), border_value=1)
+    maps = (np.stack([fg, edge]) * 255).astype(np.uint8)
+    kw = {"task": "instance", "block": (3, 16, 16), "halo": (2, 8, 8)}
+    plain = run_job(postprocess(maps, tmp_path / "p.zarr", **kw))
+    assert plain.attrs["n_objects"] == 1
+    split = run_job(postprocess(maps, tmp_path / "s.zarr", seed_erosion=4, **kw))
+    labels = split[:]
+    assert split.attrs["n_objects"] == 2
+    assert labels[3, 20, 20] != labels[3, 20, 58] and np.array_equal(labels > 0, fg)
+    # Blockwise seeds equal whole-volume seeds (the distance transform is cut to a
+    # halo); where the two fronts meet on the flat neck is a watershed tie.
+    whole = run_job(
+        postprocess(maps, tmp_path / "w.zarr", seed_erosion=4, task="instance", block=(6, 40, 80))
+    )
+    assert whole.attrs["n_objects"] == 2
+    discs = np.r_[0:30, 48:80]
+    assert same_partition(labels[..., discs], whole[:][..., discs])
+    assert split.attrs["postprocess"]["seed_erosion"] == 4
+    with pytest.raises(ValueError, match="seed_erosion"):
+        run_job(postprocess(maps, tmp_path / "x.zarr", seed_erosion=-1, **kw))

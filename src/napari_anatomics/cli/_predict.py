@@ -97,6 +97,14 @@ def _add_postprocess_options(p: argparse.ArgumentParser) -> None:
         help="instance: seeds need boundary <= this (default 0.3)",
     )
     p.add_argument(
+        "--seed-erosion",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="instance: erode seeds by PX voxels in-plane to split objects joined by a "
+        "thin neck (default 0)",
+    )
+    p.add_argument(
         "--foreground-threshold",
         type=float,
         default=0.5,
@@ -124,6 +132,7 @@ def _postprocess_kwargs(args: argparse.Namespace) -> dict:
         "thresholds": args.thresholds,
         "seed_threshold": args.seed_threshold,
         "boundary_threshold": args.boundary_threshold,
+        "seed_erosion": args.seed_erosion,
         "foreground_threshold": args.foreground_threshold,
         "distance_threshold": args.distance_threshold,
     }
