@@ -137,10 +137,12 @@ def _tune(model, image: Volume, truth: np.ndarray, work: Path, args) -> tuple:
     return best
 
 
-def _model_name(args) -> str:
-    if args.arch == "unet2d":
-        return f"U-Net 2D {args.encoder} d{args.depth} ds{args.downsample}"
-    return f"ResUNet3D w{args.width} d{args.depth} ds{args.downsample}"
+def _model_name(config) -> str:
+    """Short description of a trained model from its config."""
+    arch, ds = config.architecture, ",".join(str(f) for f in config.downsample)
+    if arch["name"] == "unet2d":
+        return f"U-Net 2D {arch.get('encoder', 'resnet18')} d{arch['depth']} ds{ds}"
+    return f"ResUNet3D w{arch['width']} d{arch['depth']} ds{ds}"
 
 
 def main() -> None:
@@ -152,15 +154,15 @@ def main() -> None:
     p.add_argument("--axis", choices=("y", "x"), default="y", help="axis of the split")
     p.add_argument("--split", type=int, default=700, help="where the training region ends")
     p.add_argument("--gap", type=int, default=80, help="unused strip between the regions")
-    p.add_argument("--downsample", default="1,4,4")
-    p.add_argument("--window", default="8,128,128")
-    p.add_argument("--arch", default="resunet3d", help="resunet3d or unet2d")
+    p.add_argument("--downsample", default="1,2,2")
+    p.add_argument("--window", default="1,256,256")
+    p.add_argument("--arch", default="unet2d", help="resunet3d or unet2d")
     p.add_argument("--encoder", default="resnet18", help="2D encoder (unet2d)")
-    p.add_argument("--width", type=int, default=8)
-    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--depth", type=int, default=5)
     p.add_argument("--norm", default="batch")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--distance", action="store_true", help="BCD targets")
     p.add_argument("--boundary-width", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
@@ -170,12 +172,14 @@ def main() -> None:
     p.add_argument("--seed-erosion", type=int, default=0, help="voxels, full res")
     p.add_argument("--min-size", type=int, default=2000, help="voxels, full res")
     p.add_argument("--fg-fraction", type=float, default=0.5, help="crops centred on objects")
-    p.add_argument("--scale", type=float, default=0.0, help="zoom augmentation (0.25 = x0.8-1.25)")
+    p.add_argument("--scale", type=float, default=0.5, help="zoom augmentation (0.5 = x0.67-1.5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the training run")
     p.add_argument("--elastic", type=float, default=0.0, help="elastic strength (voxels)")
     p.add_argument("--by-area", action="store_true", help="centre crops by area, not by object")
     p.add_argument(
         "--tune",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="pick the decoding settings on the TRAINING region (never the test one)",
     )
     p.add_argument("--tune-extent", type=int, default=350, help="rows (or columns) of it, from 0")
@@ -214,6 +218,7 @@ def main() -> None:
         balance_objects=not args.by_area,
         elastic=args.elastic,
         scale=args.scale,
+        seed=args.seed,
         save_every=500,
         time_limit_s=args.time_limit * 60,
         num_threads=args.threads,
@@ -271,7 +276,7 @@ def main() -> None:
             "",
         ),
         (
-            _model_name(args),
+            _model_name(model.config),
             str(model.config.iterations),
             f"{train_s / 60:.1f}",
             f"{ev.foreground_dice:.3f}",

@@ -479,3 +479,15 @@ def test_train_errors_become_clear_notifications(sample_viewer, qtbot, tmp_path)
     message = notification_manager.records[-1].message
     assert message.startswith("Training tiny failed:") and "window" in message
     assert widget.model_folder is None
+
+
+def test_train_panel_model_choice_and_zoom(sample_viewer, qtbot, tmp_path):
+    widget = _train_panel(sample_viewer, qtbot, tmp_path, iterations=1)
+    widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("unet2d"))
+    assert [box.value() for box in widget.window] == [1, 256, 256]
+    assert not widget.window[0].isEnabled()
+    widget.zoom.setValue(0.5)
+    config = widget.config()
+    assert (config.architecture, config.scale, config.window) == ("unet2d", 0.5, (1, 256, 256))
+    widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("resunet3d"))
+    assert widget.window[0].isEnabled() and widget.config().architecture == "resunet3d"

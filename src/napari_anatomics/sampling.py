@@ -179,7 +179,8 @@ class CropSampler:
         cells = data.fg_cells
         centres = cells[:, 2] * FG_CELL + FG_CELL // 2
         self.fg_cells = cells[(centres >= x0) & (centres < x1)]
-        self.cell_weights = _object_weights(self.fg_cells) if balance else None
+        weights = _object_weights(self.fg_cells) if balance else None
+        self._cell_cdf = np.cumsum(weights) if weights is not None else None
         self.annotated_z = np.flatnonzero(data.annotated)
 
     def _start(self, centre: int, size: int, lo: int, hi: int) -> int:
@@ -187,10 +188,12 @@ class CropSampler:
 
     def _foreground_voxel(self) -> tuple[int, int, int]:
         """A random painted object voxel (from a random foreground cell)."""
-        if self.cell_weights is None:
+        if self._cell_cdf is None:
             pick = self.rng.integers(len(self.fg_cells))
         else:
-            pick = self.rng.choice(len(self.fg_cells), p=self.cell_weights)
+            pick = min(
+                int(np.searchsorted(self._cell_cdf, self.rng.random())), len(self._cell_cdf) - 1
+            )
         z, cy, cx = (int(v) for v in self.fg_cells[pick])
         cell = (
             z,

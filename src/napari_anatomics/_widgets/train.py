@@ -43,6 +43,10 @@ TRAIN_DISPLAY_NAME = "4. Train"
 _INSTANCES: weakref.WeakSet = weakref.WeakSet()
 
 
+#: Model choices of the panel: label -> TrainConfig.architecture.
+ARCHITECTURES = {"3D U-Net (anisotropic)": "resunet3d", "2D U-Net (slice by slice)": "unet2d"}
+
+
 def _spin(low: int, high: int, value: int) -> QSpinBox:
     box = QSpinBox()
     box.setRange(low, high)
@@ -93,7 +97,23 @@ class TrainWidget(QWidget):
         self.task_combo.addItems(["instance", "semantic"])
         from ..training import DEFAULT_WINDOW_3D
 
+        self.arch_combo = QComboBox()
+        for text, arch in ARCHITECTURES.items():
+            self.arch_combo.addItem(text, arch)
+        self.arch_combo.setToolTip(
+            "3D sees neighbouring slices; 2D works slice by slice and suits thin stacks "
+            "(a few tens of slices) where objects look alike from slice to slice."
+        )
+        self.arch_combo.currentIndexChanged.connect(self._on_arch)
         self.window = [_spin(1, 1024, v) for v in DEFAULT_WINDOW_3D]
+        self.zoom = QDoubleSpinBox()
+        self.zoom.setRange(0.0, 2.0)
+        self.zoom.setSingleStep(0.25)
+        self.zoom.setValue(0.0)
+        self.zoom.setToolTip(
+            "Show training crops zoomed by up to this much (0.5: x0.67 to x1.5): helps "
+            "when the same kind of object comes in different sizes."
+        )
         self.voxel_size = QLineEdit()
         self.voxel_size.setPlaceholderText("X,Y,Z in nm, e.g. 10,10,40")
         self.iterations = _spin(1, 1_000_000, 2000)
@@ -133,6 +153,7 @@ class TrainWidget(QWidget):
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)
         form.addRow("Task", self.task_combo)
+        form.addRow("Model", self.arch_combo)
         window = QHBoxLayout()
         for axis, box in zip("ZYX", self.window):
             window.addWidget(QLabel(axis))
@@ -141,6 +162,7 @@ class TrainWidget(QWidget):
         form.addRow("Iterations", self.iterations)
         form.addRow("Batch", self.batch)
         form.addRow("Learning rate", self.learning_rate)
+        form.addRow("Zoom augmentation", self.zoom)
         form.addRow("Model name", self.model_name)
         form.addRow("Save in", self.out_dir)
         form.addRow("Fine-tune from", self.finetune)
@@ -170,6 +192,14 @@ class TrainWidget(QWidget):
             z, y, x = voxel_size
             self.voxel_size.setText(f"{x:g},{y:g},{z:g}")
             self.voxel_size.setToolTip(f"{format_voxel_size(voxel_size)} ({origin})")
+
+    def _on_arch(self, _index: int = 0) -> None:
+        from ..training import DEFAULT_WINDOW_2D, DEFAULT_WINDOW_3D
+
+        flat = self.arch_combo.currentData() == "unet2d"
+        for box, value in zip(self.window, DEFAULT_WINDOW_2D if flat else DEFAULT_WINDOW_3D):
+            box.setValue(value)
+        self.window[0].setEnabled(not flat)
 
     def _on_labels(self, layer: Layer | None) -> None:
         if layer is not None and layer.metadata.get("task") in ("instance", "semantic"):
@@ -211,6 +241,8 @@ class TrainWidget(QWidget):
             iterations=self.iterations.value(),
             batch=self.batch.value(),
             lr=self.learning_rate.value(),
+            architecture=self.arch_combo.currentData(),
+            scale=self.zoom.value(),
             init_from=self.finetune.folder(),
             class_names=names,
             class_values=values,
