@@ -12,7 +12,7 @@ from napari_anatomics.geometry import read_ply
 from napari_anatomics.measure import read_csv
 from napari_anatomics.progress import run_job
 
-TINY = {"iterations": 3, "window": (8, 32, 32), "width": 4, "depth": 2, "tta": 0}
+TINY = {"iterations": 3, "window": (1, 32, 32), "batch": 2, "depth": 3, "tta": 0}
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """The one-command demo: the whole loop on the bundled sample.
 
-:func:`run_demo` trains a small instance model on the left part of the
+:func:`run_demo` trains a small instance model on the top part of the
 bundled SBFSEM chloroplast sample, auto-labels the part it never saw,
 post-processes, evaluates against the painted labels (connected objects as
 instances), measures every chloroplast and writes meshes. ``anatomics demo``
@@ -56,9 +56,12 @@ def run_demo(
     iterations: int = 1500,
     time_limit_s: float | None = 300.0,
     train_fraction: float = 0.6,
-    window: tuple[int, int, int] = (8, 64, 64),
+    architecture: str = "unet2d",
+    window: tuple[int, int, int] | None = None,
     width: int = 16,
     depth: int = 4,
+    batch: int | None = None,
+    zoom: float = 0.5,
     tta: int = 4,
     device: str = "auto",
     seed: int = 0,
@@ -77,10 +80,18 @@ def run_demo(
         Share of the sample's y extent used for training (the top strip); the
         rest is
         auto-labelled and evaluated.
-    window : (int, int, int)
-        Training window (z, y, x).
+    architecture : {"unet2d", "resunet3d"}
+        The network. The sample has 10 slices and its chloroplasts look alike
+        from slice to slice: a 2D U-Net per slice learns them faster on a CPU
+        (see ``benchmarks/train_chloroplasts.py``).
+    window : (int, int, int), optional
+        Training window (z, y, x); default (1, 160, 160) for 2D, (8, 64, 64) for 3D.
     width, depth : int
         Network size: channels of the top level, number of levels.
+    batch : int, optional
+        Crops per step; default 8 for 2D, 2 for 3D.
+    zoom : float
+        Zoom augmentation (0.5: crops shown at x0.67 to x1.5).
     tta : {0, 4, 8}
         Test-time augmentation of the prediction.
     device : {"auto", "cpu", "cuda"}
@@ -117,14 +128,17 @@ def run_demo(
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
+    flat = architecture == "unet2d"
     config = TrainConfig(
         task="instance",
-        window=window,
+        architecture=architecture,
+        window=window or ((1, 160, 160) if flat else (8, 64, 64)),
         width=width,
         depth=depth,
+        scale=zoom,
         iterations=iterations,
         time_limit_s=time_limit_s,
-        batch=2,
+        batch=batch or (8 if flat else 2),
         save_every=100,
         device=device,
         seed=seed,

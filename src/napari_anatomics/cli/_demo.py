@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MINUTES",
         help="stop training after this many minutes (5)",
     )
+    p.add_argument(
+        "--arch",
+        default="unet2d",
+        choices=("unet2d", "resunet3d"),
+        help="2D U-Net per slice (default) or the anisotropic 3D U-Net",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
@@ -37,6 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
         args.out,
         iterations=args.iterations,
         time_limit_s=args.time_limit * 60 if args.time_limit else None,
+        architecture=args.arch,
         device=args.device,
         seed=args.seed,
     )
