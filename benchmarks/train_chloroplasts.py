@@ -34,7 +34,7 @@ is the 3D U-Net of the first rounds.
 Results on 2 shared cores, 2026-11-29 (two runs at a time with ``--threads 1``
 each unless noted; wall-clock is noisy, steps are the better measure; "2D, 4x"
 runs used 4 levels, window 160 x 160 and batch 8; 50 % object crops unless
-noted):
+noted, drawn object by object except in the runs marked "by area"):
 
 =========================================  =====  =======  ======  ========
 run (15 min of training each)              steps  fg Dice  AP@0.5  TP/FP/FN
@@ -50,15 +50,15 @@ reference (issue 3)                        ~800   0.870    0.430
 2D, 4x, zoom 0.5                           808    0.840    0.361   13/7/16
 2D, 4x, zoom 1.0                           946    0.828    0.282   11/10/18
 2D, 4x, object-balanced crops              809    0.797    0.205   9/15/20
-2D, 4x (crops by area)                     695    0.786    0.214   9/13/20
-3D w8 d4, 4x (crops by area)               1043   0.793    0.250   12/19/17
+2D, 4x, by area                            695    0.786    0.214   9/13/20
+3D w8 d4, 4x, by area                      1043   0.793    0.250   12/19/17
 3D w8 d4, 4x, zoom 0.5                     1369   0.777    0.167   7/13/22
-3D w8 d4, 4x, InstanceNorm                 1249   0.771    0.231   9/10/20
-3D w8 d5, 4x                               1010   0.763    0.159   7/15/22
+3D w8 d4, 4x, InstanceNorm, by area        1249   0.771    0.231   9/10/20
+3D w8 d5, 4x, by area                      1010   0.763    0.159   7/15/22
 3D w8 d4, 4x, elastic 4 px                 1167   0.745    0.175   7/11/22
-3D w8 d4, 4x, boundary width 2             1076   0.759    0.200   9/16/20
-3D w8 d4, 2x, boundary width 2             965    0.722    0.233   10/14/19
-3D w8 d4, 2x                               894    0.688    0.205   9/15/20
+3D w8 d4, 4x, boundary width 2, by area    1076   0.759    0.200   9/16/20
+3D w8 d4, 2x, boundary width 2, by area    965    0.722    0.233   10/14/19
+3D w8 d4, 2x, by area                      894    0.688    0.205   9/15/20
 =========================================  =====  =======  ======  ========
 
 What mattered: zoom augmentation (the 2D net went from 0.79 to 0.84 Dice: the
