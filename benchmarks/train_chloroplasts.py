@@ -43,6 +43,8 @@ reference (issue 3)                        ~800   0.870    0.430
 **2D, 2x, zoom 0.5, 80 % object crops**    831    0.880    0.310   13/13/16
   large cells (x < 2700)                          0.915    0.367   11/7/12
   dense cells (x >= 2700)                         0.583    0.214   3/6/5
+  same settings, seed 1 (busier cores)     499    0.849    0.361   13/7/16
+  same, boundary width 2 (busier cores)    496    0.837    0.286   10/6/19
 2D, 2x, zoom 0.5 (2 threads)               973    0.860    0.308   12/10/17
   same model, seed erosion tuned too              0.852    0.343   12/6/17
 2D, 2x, zoom 0.5, seed 1                   835    0.860    0.275   11/11/18
