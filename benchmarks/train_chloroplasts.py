@@ -128,19 +128,15 @@ def _decode(probs, out: Path, levels: tuple[float, float, int, int]):
     return run_job(job)
 
 
+def _predict(model, image: Volume, out: Path, args):
+    """Tiled prediction (batch 2, ``--tta`` flips) of one strip into ``out``."""
+    job = predict(model, image, out, batch=2, tta=args.tta, threads=args.threads, overwrite=True)
+    return run_job(job)
+
+
 def _tune(model, image: Volume, truth: np.ndarray, work: Path, args) -> tuple:
     """Best (seed, boundary, erosion, min size) by AP@0.5 (then Dice) on the training region."""
-    probs = run_job(
-        predict(
-            model,
-            image,
-            work / "train_pred.zarr",
-            batch=2,
-            tta=args.tta,
-            threads=args.threads,
-            overwrite=True,
-        )
-    )
+    probs = _predict(model, image, work / "train_pred.zarr", args)
 
     def score(levels):
         ev = evaluate(np.asarray(_decode(probs, work / "train_pred.zarr", levels)), truth)
@@ -265,17 +261,7 @@ def main() -> None:
         args.seed_threshold, args.boundary_threshold, args.seed_erosion, args.min_size = best
     test_image = Volume(image.data[test_x], image.voxel_size, "user", name="test")
     t1 = time.perf_counter()
-    probs = run_job(
-        predict(
-            model,
-            test_image,
-            work / "pred.zarr",
-            batch=2,
-            tta=args.tta,
-            threads=args.threads,
-            overwrite=True,
-        )
-    )
+    probs = _predict(model, test_image, work / "pred.zarr", args)
     levels = (args.seed_threshold, args.boundary_threshold, args.seed_erosion, args.min_size)
     result = _decode(probs, work / "pred.zarr", levels)
     predict_s = time.perf_counter() - t1

@@ -111,12 +111,7 @@ def _elastic(
     scale = strength / max(np.abs(dy).max(), np.abs(dx).max(), 1e-6)
     yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     coords = np.stack([yy + dy * scale, xx + dx * scale])
-    out = []
-    for array, order in ((image, 1), (labels, 0), (mask.astype(np.uint8), 0)):
-        out.append(
-            np.stack([ndi.map_coordinates(s, coords, order=order, mode="reflect") for s in array])
-        )
-    return out[0], out[1], out[2].astype(bool)
+    return _sample_slices(coords, image, labels, mask, "reflect")
 
 
 def resample_crop(
@@ -132,9 +127,17 @@ def resample_crop(
     yy = (np.arange(size[0]) + 0.5) * ny / size[0] - 0.5
     xx = (np.arange(size[1]) + 0.5) * nx / size[1] - 0.5
     coords = np.stack(np.meshgrid(yy, xx, indexing="ij"))
+    image, labels, mask = _sample_slices(coords, image, labels, mask, "nearest")
+    return image.astype(np.float32, copy=False), labels, mask
+
+
+def _sample_slices(
+    coords: np.ndarray, image: np.ndarray, labels: np.ndarray, mask: np.ndarray, mode: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample every z-slice at in-plane ``coords`` (2, Y, X): image linearly, the rest nearest."""
     out = []
     for array, order in ((image, 1), (labels, 0), (mask.astype(np.uint8), 0)):
         out.append(
-            np.stack([ndi.map_coordinates(s, coords, order=order, mode="nearest") for s in array])
+            np.stack([ndi.map_coordinates(s, coords, order=order, mode=mode) for s in array])
         )
-    return out[0].astype(np.float32), out[1], out[2].astype(bool)
+    return out[0], out[1], out[2].astype(bool)

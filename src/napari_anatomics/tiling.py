@@ -196,20 +196,22 @@ class TilePlan:
 
     def weights(self, tile: Sequence[int]) -> np.ndarray:
         """Blending weights of the tile starting at ``tile``, float32 of shape ``window``."""
-        prof = []
+        untrusted = []
         for axis, start in enumerate(tile):
             lo, hi = self.trusted(axis, start)
-            prof.append(self._profile(axis, lo - start, start + self.window[axis] - hi))
-        return prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
+            untrusted.append((lo - start, start + self.window[axis] - hi))
+        return self._weights(tuple(untrusted))
 
     @cache  # noqa: B019 (a plan is small, frozen and lives as long as its prediction)
-    def _profile(self, axis: int, lo_border: int, hi_border: int) -> np.ndarray:
-        w, b = self.window[axis], self.border[axis]
-        profile = blend_profile(w, 0, self.blend)
-        if b:
+    def _weights(self, untrusted: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """Weights for (low, high) untrusted voxels per axis: at most 4 kinds per axis."""
+        prof = []
+        for w, (lo_border, hi_border) in zip(self.window, untrusted):
+            profile = blend_profile(w, 0, self.blend)
             profile[:lo_border] = 0.0
             profile[w - hi_border :] = 0.0
-        return profile
+            prof.append(profile)
+        return prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
 
     @cached_property
     def _axis_regions(self) -> list[list[slice]]:
