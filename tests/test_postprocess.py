@@ -245,3 +245,29 @@ def test_seed_erosion_splits_a_neck_the_boundary_map_missed(tmp_path):
     assert split.attrs["postprocess"]["seed_erosion"] == 4
     with pytest.raises(ValueError, match="seed_erosion"):
         run_job(postprocess(maps, tmp_path / "x.zarr", seed_erosion=-1, **kw))
+
+
+def test_min_seed_size_drops_specks_counted_over_the_whole_volume(tmp_path):
+    # One disc per slice; the boundary map also rings a small patch inside it, whose
+    # seed would split it off. The patch's seed crosses the z and x block borders.
+    labels = np.zeros((6, 40, 40), np.uint32)
+    yy, xx = np.mgrid[:40, :40]
+    labels[:, (yy - 20) ** 2 + (xx - 20) ** 2 <= 225] = 1
+    fg = labels > 0
+    edge = fg & ~ndi.binary_erosion(fg, np.ones((1, 3, 3)), border_value=1)
+    r2 = (yy - 20) ** 2 + (xx - 16) ** 2
+    ring = (r2 >= 9) & (r2 <= 25)
+    edge[:, ring] = True
+    speck = int((r2 < 9).sum()) * 6
+    maps = (np.stack([fg, edge]) * 255).astype(np.uint8)
+    kw = {"task": "instance", "block": (3, 16, 16), "halo": (2, 8, 8)}
+    plain = run_job(postprocess(maps, tmp_path / "p.zarr", **kw))
+    assert plain.attrs["n_objects"] == 2
+    kept = run_job(postprocess(maps, tmp_path / "k.zarr", min_seed_size=speck, **kw))
+    assert kept.attrs["n_objects"] == 2  # the speck's pieces add up to exactly `speck`
+    dropped = run_job(postprocess(maps, tmp_path / "d.zarr", min_seed_size=speck + 1, **kw))
+    assert dropped.attrs["n_objects"] == 1
+    assert np.array_equal(dropped[:] > 0, fg)
+    assert dropped.attrs["postprocess"]["min_seed_size"] == speck + 1
+    with pytest.raises(ValueError, match="min_seed_size"):
+        run_job(postprocess(maps, tmp_path / "x.zarr", min_seed_size=-1, **kw))

@@ -9,7 +9,9 @@
   optionally eroded in-plane (``seed_erosion``: objects joined by a neck that
   the boundary map missed get two seeds; a distance transform of the block
   plus a halo keeps this exact across blocks), as connected components
-  stitched exactly, so a seed crossing a border keeps one id; then a seeded
+  stitched exactly, so a seed crossing a border keeps one id; seeds smaller
+  than ``min_seed_size`` are dropped (a speck where the boundary map is low
+  inside an object would split it; its voxels go to the seeds around); then a seeded
   watershed of the foreground on the boundary map (minus the distance map
   when the model has one), run per block with a halo so objects grow across
   borders with their global seed id; then removal of small objects.
@@ -51,6 +53,7 @@ def postprocess(
     foreground_threshold: float = 0.5,
     distance_threshold: float = 0.5,
     seed_erosion: int = 0,
+    min_seed_size: int = 0,
     halo: Sequence[int] = (8, 32, 32),
     channels: Sequence[str] | None = None,
     voxel_size: Sequence[float] | None = None,
@@ -89,6 +92,10 @@ def postprocess(
         full resolution) inside the seed region. Splits objects joined by a
         neck narrower than twice this; an object thinner than that gets no
         seed and is left out. 0 (default) keeps seeds as thresholded.
+    min_seed_size : int
+        Instance: seeds with fewer voxels (after erosion, counted over the
+        whole volume) are dropped before the watershed, so a speck of low
+        boundary inside an object does not split it off. 0 keeps all seeds.
     halo : sequence of 3 int
         Instance: voxels (z, y, x) read around each block for the watershed.
     channels : sequence of str, optional
@@ -144,6 +151,7 @@ def postprocess(
         "foreground_threshold": foreground_threshold,
         "distance_threshold": distance_threshold,
         "seed_erosion": int(seed_erosion),
+        "min_seed_size": int(min_seed_size),
         "halo": list(halo),
         "block": list(block),
     }
@@ -170,8 +178,9 @@ def postprocess(
         else:
             work = create(names[1], "uint32")
             levels = (seed_threshold, boundary_threshold, foreground_threshold, distance_threshold)
+            seeding = (int(seed_erosion), int(min_seed_size))
             label = _instance(
-                maps, ids, work, final, connectivity, min_size, levels, seed_erosion, halo, cancel
+                maps, ids, work, final, connectivity, min_size, levels, seeding, halo, cancel
             )
         extra = yield from label
         if extra is None:
@@ -263,12 +272,15 @@ def _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel):
     return {"n_objects": int(lut.max()), "label_classes": label_classes.tolist()}
 
 
-def _instance(maps, ids, work, final, connectivity, min_size, levels, erosion, halo, cancel):
+def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, halo, cancel):
     seed_t, boundary_t, fg_t, distance_t = levels
+    erosion, min_seed_size = seeding
     has_distance = "distance" in maps.channels
     names = ["foreground", "boundary"] + (["distance"] if has_distance else [])
     if erosion < 0:
         raise ValueError(f"seed_erosion must be 0 or more voxels, not {erosion}")
+    if min_seed_size < 0:
+        raise ValueError(f"min_seed_size must be 0 or more voxels, not {min_seed_size}")
 
     def seeds(sl):
         ext = _grown(sl, (0, erosion, erosion), maps.shape)
@@ -290,7 +302,7 @@ def _instance(maps, ids, work, final, connectivity, min_size, levels, erosion, h
     )
     if prov is None:
         return None
-    seed_lut = sequential_lut(prov.roots, prov.sizes)
+    seed_lut = sequential_lut(prov.roots, prov.sizes, min_seed_size)
     n_seeds = int(seed_lut.max())
     sizes = np.zeros(n_seeds + 1, np.int64)
     for step, sl in enumerate(blocks, 2 * len(blocks) + 1):

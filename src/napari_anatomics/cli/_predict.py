@@ -105,6 +105,14 @@ def _add_postprocess_options(p: argparse.ArgumentParser) -> None:
         "thin neck (default 0)",
     )
     p.add_argument(
+        "--min-seed-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instance: drop seeds under N voxels before the watershed, so a speck of low "
+        "boundary inside an object does not split it (default 0)",
+    )
+    p.add_argument(
         "--foreground-threshold",
         type=float,
         default=0.5,
@@ -133,6 +141,7 @@ def _postprocess_kwargs(args: argparse.Namespace) -> dict:
         "seed_threshold": args.seed_threshold,
         "boundary_threshold": args.boundary_threshold,
         "seed_erosion": args.seed_erosion,
+        "min_seed_size": args.min_seed_size,
         "foreground_threshold": args.foreground_threshold,
         "distance_threshold": args.distance_threshold,
     }
