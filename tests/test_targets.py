@@ -5,12 +5,15 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage as ndi
 
 from napari_anatomics.augment import Augmenter
+from napari_anatomics.losses import instance_loss
 from napari_anatomics.sampling import CropSampler, prepare_data, reduce_image, reduce_labels
 from napari_anatomics.targets import (
     annotated_slices,
+    contact_band,
     instance_targets,
     loss_mask,
     semantic_targets,
@@ -50,6 +53,37 @@ def test_boundary_width_and_distance():
     # Each object reaches 1 at its own core.
     assert dist[labels == 7].max() == pytest.approx(1.0)
     assert dist[labels == 9].max() == pytest.approx(1.0)
+
+
+def test_contact_band_marks_where_objects_touch_and_weights_the_loss():
+    labels = touching_pair()
+    band = contact_band(labels)
+    # Both sides of the shared edge (x = 14/15), nothing on the free edges.
+    assert band[:, 5:15, 14:16].all()
+    assert band.sum() == band[:, 4:16, 13:17].sum()
+    assert not band[:, 10, 5].any() and not band[:, 4, 10].any()
+    wide = contact_band(labels, width=2)
+    assert wide[:, 8, 13:17].all() and not wide[:, 8, 12].any() and (wide >= band).all()
+    assert not contact_band(np.where(labels == 9, 0, labels)).any()
+
+    data = prepare_data(da.from_array(np.zeros(labels.shape, np.uint8)), da.from_array(labels))
+    rng = np.random.default_rng(0)
+    plain = CropSampler(data, (3, 20, 30), "instance", rng)
+    _, target, mask = plain.crop((0, 0, 0), augment=False)
+    assert mask.dtype == bool and mask.all()
+    weighted = CropSampler(data, (3, 20, 30), "instance", rng, contact_weight=5.0)
+    _, target_w, weights = weighted.crop((0, 0, 0), augment=False)
+    np.testing.assert_array_equal(target_w, target)
+    assert weights.dtype == np.float32
+    assert set(np.unique(weights[band])) == {5.0} and set(np.unique(weights[~band])) == {1.0}
+
+    # The weights scale the loss where they sit: a wrong contact costs 5x more.
+    logits = torch.from_numpy(np.where(target > 0.5, 4.0, -4.0).astype(np.float32))[None]
+    wrong = logits.clone()
+    wrong[0, 1][torch.from_numpy(band)] = -4.0  # contact boundary missed
+    base = instance_loss(wrong, torch.from_numpy(target)[None], torch.from_numpy(mask)[None])
+    heavy = instance_loss(wrong, torch.from_numpy(target)[None], torch.from_numpy(weights)[None])
+    assert heavy > base
 
 
 def test_semantic_targets_map_values_and_flag_unknown():

@@ -47,7 +47,8 @@ def instance_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     logits : tensor (B, C, ...)
         C = 2 (foreground, boundary) or 3 (..., distance).
     target : float tensor (B, C, ...)
-    mask : bool tensor (B, ...)
+    mask : bool or float tensor (B, ...)
+        Voxels that count, or per-voxel loss weights (0 = not counted).
     """
     logits = logits.float()
     m = mask.unsqueeze(1).float()
@@ -64,6 +65,7 @@ def instance_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 @torch.no_grad()
 def dice_score(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, task: str) -> float:
     """Hard Dice over masked voxels: foreground (instance) or mean over classes (semantic)."""
+    mask = mask > 0
     if task == "semantic":
         pred = logits.argmax(1)
         scores = []

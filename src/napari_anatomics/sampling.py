@@ -23,7 +23,7 @@ import numpy as np
 
 from .augment import Augmenter, resample_crop
 from .model_config import normalize
-from .targets import instance_targets, loss_mask, semantic_targets
+from .targets import contact_band, instance_targets, loss_mask, semantic_targets
 
 #: Cell size (y, x) of the coarse foreground map used to find objects.
 FG_CELL = 16
@@ -139,6 +139,9 @@ class CropSampler:
     distance : bool
         Instance targets with a distance channel.
     boundary_width : int
+    contact_weight : float
+        Instance: loss weight of voxels where two objects touch (the contact
+        band); 1 weighs them like any voxel, and the mask stays boolean.
     fg_fraction : float
         Share of crops centred on a painted object.
     balance : bool
@@ -160,6 +163,7 @@ class CropSampler:
         ignore_value: int | None = None,
         distance: bool = False,
         boundary_width: int = 1,
+        contact_weight: float = 1.0,
         fg_fraction: float = 0.5,
         balance: bool = True,
         augmenter: Augmenter | None = None,
@@ -173,6 +177,7 @@ class CropSampler:
         self.ignore_value = ignore_value
         self.distance = distance
         self.boundary_width = boundary_width
+        self.contact_weight = float(contact_weight)
         self.fg_fraction = fg_fraction
         self.augmenter = augmenter
         x0, x1 = self.x_range
@@ -233,6 +238,8 @@ class CropSampler:
         image : ndarray of float32, (1, z, y, x)
         target : ndarray, (C, z, y, x) float32 (instance) or (z, y, x) int64 (semantic)
         mask : ndarray of bool, (z, y, x)
+            Voxels that count; float32 loss weights instead when an instance
+            sampler has a ``contact_weight`` other than 1 (0 where not painted).
         """
         zoom = self.augmenter.zoom(self.rng) if augment and self.augmenter else 1.0
         index = self._source(origin, zoom)
@@ -253,6 +260,9 @@ class CropSampler:
                 boundary_width=self.boundary_width,
                 ignore_value=self.ignore_value,
             )
+            if self.contact_weight != 1.0:
+                contact = contact_band(np.where(mask, labels, 0), self.boundary_width)
+                mask = np.where(contact, self.contact_weight, 1.0).astype(np.float32) * mask
         return image[None], target, mask
 
     def _source(self, origin: Sequence[int], zoom: float) -> tuple[slice, slice, slice]:

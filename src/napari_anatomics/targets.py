@@ -7,6 +7,8 @@
   id, background included, so touching objects are kept apart by a band) and
   optionally a normalized in-plane distance map (1 at an object's core,
   falling to 0 at its edge).
+* **Contact band**: voxels where two painted objects meet (in-plane), for
+  weighting the loss where touching objects must be told apart.
 * **Loss mask**: only painted slices count. A z-slice holding any non-zero
   label is annotated (its zeros are background); other slices are masked out.
   Voxels painted with ``ignore_value`` are masked out too, for partially
@@ -144,6 +146,32 @@ def instance_targets(
     if distance:
         maps.append(_normalized_distance(labels, fg & ~boundary))
     return np.stack(maps)
+
+
+def contact_band(labels: np.ndarray, width: int = 1) -> np.ndarray:
+    """Voxels whose in-plane neighbourhood holds two different objects.
+
+    Parameters
+    ----------
+    labels : ndarray, (z, y, x)
+        Instance ids, 0 = background.
+    width : int
+        Half-width of the neighbourhood (voxels), as ``boundary_width``.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        True on both sides of each object-object contact; object-background
+        edges are not included.
+    """
+    labels = np.asarray(labels)
+    size = (1, 2 * width + 1, 2 * width + 1)
+    top = ndi.grey_dilation(labels, size=size)
+    if not top.any():
+        return np.zeros(labels.shape, bool)
+    # Background counts as "above every id" for the lowest non-zero neighbour.
+    lowest = ndi.grey_erosion(np.where(labels > 0, labels, top.max() + 1), size=size)
+    return (lowest <= top) & (lowest != top)
 
 
 def _normalized_distance(labels: np.ndarray, core: np.ndarray) -> np.ndarray:

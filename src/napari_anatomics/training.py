@@ -96,6 +96,10 @@ class TrainConfig:
         Instance task: add a distance channel ("BCD" targets).
     boundary_width : int
         Instance task: half-width of the boundary band (voxels).
+    contact_weight : float
+        Instance task: loss weight of the voxels where two painted objects
+        touch (1 = like any voxel). Raising it teaches the boundary between
+        touching objects, whose loss is otherwise a tiny share of the total.
     seed : int
     ignore_value : int, optional
         Label value meaning "not painted".
@@ -138,6 +142,7 @@ class TrainConfig:
     encoder: str = "resnet18"
     distance: bool = False
     boundary_width: int = 1
+    contact_weight: float = 1.0
     seed: int = 0
     ignore_value: int | None = None
     class_names: list[str] | None = None
@@ -240,6 +245,7 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         ignore_value=config.ignore_value,
         distance=config.distance,
         boundary_width=config.boundary_width,
+        contact_weight=config.contact_weight,
         fg_fraction=config.fg_fraction,
         balance=config.balance_objects,
         augmenter=Augmenter(elastic=config.elastic, scale=config.scale)
