@@ -56,6 +56,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sizes vary (e.g. 0.5)",
     )
     p.add_argument("--elastic", type=float, default=0.0, metavar="PX", help="elastic warp")
+    p.add_argument(
+        "--object-crops",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="share of crops centred on a painted object (default 0.5; raise it when "
+        "objects are small or sparse)",
+    )
+    p.add_argument(
+        "--contact-weight",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="instance: loss weight where two objects touch (e.g. 10 when touching "
+        "objects get merged)",
+    )
     p.add_argument("--ignore-value", type=int, metavar="V", help="label value meaning unpainted")
     p.add_argument("--classes", metavar="NAMES", help="semantic class names, comma separated")
     p.add_argument("--seed", type=int, default=0)
@@ -94,6 +110,8 @@ def _train(args: argparse.Namespace) -> int:
         distance=args.distance,
         scale=args.zoom,
         elastic=args.elastic,
+        fg_fraction=args.object_crops,
+        contact_weight=args.contact_weight,
         ignore_value=args.ignore_value,
         class_names=[c.strip() for c in args.classes.split(",")] if args.classes else None,
         seed=args.seed,
