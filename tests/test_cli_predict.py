@@ -23,6 +23,14 @@ LEVELS = [
     "0.6",
     "--foreground-threshold",
     "0.45",
+    "--seed-erosion",
+    "1",
+    "--seed-depth",
+    "0.3",
+    "--seed-depth-radius",
+    "8",
+    "--min-seed-size",
+    "5",
 ]
 
 
@@ -78,6 +86,8 @@ def test_predict_writes_probabilities_labels_and_settings(model_and_image, capsy
     attrs = dict(group.attrs)
     assert attrs["model"]["folder"] == str(model)
     assert attrs["prediction"]["tta"] == 4 and attrs["postprocess"]["min_size"] == 3
+    assert attrs["postprocess"]["seed_depth"] == 0.3
+    assert attrs["postprocess"]["min_seed_size"] == 5
     # the labels are the post-processing of the stored maps
     expected = run_job(
         postprocess(
@@ -87,6 +97,10 @@ def test_predict_writes_probabilities_labels_and_settings(model_and_image, capsy
             seed_threshold=0.5,
             boundary_threshold=0.6,
             foreground_threshold=0.45,
+            seed_erosion=1,
+            seed_depth=0.3,
+            seed_depth_radius=8,
+            min_seed_size=5,
         )
     )
     np.testing.assert_array_equal(labels[:], expected[:])

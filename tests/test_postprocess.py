@@ -271,3 +271,39 @@ def test_min_seed_size_drops_specks_counted_over_the_whole_volume(tmp_path):
     assert dropped.attrs["postprocess"]["min_seed_size"] == speck + 1
     with pytest.raises(ValueError, match="min_seed_size"):
         run_job(postprocess(maps, tmp_path / "x.zarr", min_seed_size=-1, **kw))
+
+
+def test_seed_depth_splits_a_neck_thin_for_its_objects_whatever_their_size(tmp_path):
+    # Two pairs of discs, each pair joined by a neck a third as wide as its discs:
+    # radius 8 with a 5-voxel neck, radius 24 with a 15-voxel neck. No fixed
+    # erosion splits both pairs without erasing the small discs' seeds.
+    labels = np.zeros((4, 60, 200), np.uint32)
+    yy, xx = np.mgrid[:60, :200]
+    for cx, r in ((14, 8), (38, 8), (80, 24), (150, 24)):
+        labels[:, (yy - 30) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    labels[:, 28:33, 14:38] = 1
+    labels[:, 23:38, 80:150] = 1
+    fg = labels > 0
+    edge = fg & ~ndi.binary_erosion(fg, np.ones((1, 3, 3)), border_value=1)
+    maps = (np.stack([fg, edge]) * 255).astype(np.uint8)
+    kw = {"task": "instance", "block": (2, 32, 32), "halo": (2, 8, 8)}
+    for erosion, n in ((2, 3), (8, 2)):  # big pair stays one / small discs vanish
+        fixed = run_job(
+            postprocess(maps, tmp_path / f"e{erosion}.zarr", seed_erosion=erosion, **kw)
+        )
+        assert fixed.attrs["n_objects"] == n
+    depth = {"seed_depth": 0.5, "seed_depth_radius": 30}
+    split = run_job(postprocess(maps, tmp_path / "d.zarr", **depth, **kw))
+    labels = split[:]
+    assert split.attrs["n_objects"] == 4
+    assert len({labels[2, 30, cx] for cx in (14, 38, 80, 150)}) == 4
+    assert np.array_equal(labels > 0, fg)
+    # Blockwise seeds equal whole-volume seeds: the partitions agree off the necks.
+    whole = run_job(
+        postprocess(maps, tmp_path / "w.zarr", **depth, task="instance", block=(4, 60, 200))
+    )
+    discs = np.r_[0:20, 32:86, 144:200]
+    assert same_partition(labels[..., discs], whole[:][..., discs])
+    assert split.attrs["postprocess"]["seed_depth"] == 0.5
+    with pytest.raises(ValueError, match="seed_depth"):
+        run_job(postprocess(maps, tmp_path / "x.zarr", seed_depth=1.5, **kw))

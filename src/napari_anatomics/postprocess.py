@@ -6,13 +6,14 @@
   block borders (:mod:`~napari_anatomics.stitching`): the labels equal
   whole-volume connected components.
 * Instance models: seeds where the foreground is high and the boundary low,
-  optionally eroded in-plane (``seed_erosion``: objects joined by a neck that
-  the boundary map missed get two seeds; a distance transform of the block
-  plus a halo keeps this exact across blocks), as connected components
+  optionally thinned in-plane so that objects joined by a neck the boundary
+  map missed get two seeds (``seed_erosion``: a fixed depth; ``seed_depth``:
+  a fraction of the local object depth; a distance transform of the block
+  plus a halo keeps both exact across blocks), as connected components
   stitched exactly, so a seed crossing a border keeps one id; seeds smaller
   than ``min_seed_size`` are dropped (a speck where the boundary map is low
-  inside an object would split it; its voxels go to the seeds around); then a seeded
-  watershed of the foreground on the boundary map (minus the distance map
+  inside an object would split it; its voxels go to the seeds around); then a
+  seeded watershed of the foreground on the boundary map (minus the distance map
   when the model has one), run per block with a halo so objects grow across
   borders with their global seed id; then removal of small objects.
 
@@ -53,6 +54,8 @@ def postprocess(
     foreground_threshold: float = 0.5,
     distance_threshold: float = 0.5,
     seed_erosion: int = 0,
+    seed_depth: float = 0.0,
+    seed_depth_radius: int = 60,
     min_seed_size: int = 0,
     halo: Sequence[int] = (8, 32, 32),
     channels: Sequence[str] | None = None,
@@ -92,6 +95,17 @@ def postprocess(
         full resolution) inside the seed region. Splits objects joined by a
         neck narrower than twice this; an object thinner than that gets no
         seed and is left out. 0 (default) keeps seeds as thresholded.
+    seed_depth : float
+        Instance: keep only seed voxels whose in-plane depth (distance to the
+        seed region's edge) is at least this fraction of the deepest seed
+        voxel within ``seed_depth_radius`` voxels (depths capped at the
+        radius). Splits objects joined by a neck that is thin compared with
+        the objects, whatever their size; 0.5 is a good start, 0 (default)
+        turns it off. Combines with ``seed_erosion`` (the larger wins).
+    seed_depth_radius : int
+        Instance: the neighbourhood of ``seed_depth``, in voxels (full
+        resolution); about an object's radius. Blocks are read with a halo of
+        twice this.
     min_seed_size : int
         Instance: seeds with fewer voxels (after erosion, counted over the
         whole volume) are dropped before the watershed, so a speck of low
@@ -151,6 +165,8 @@ def postprocess(
         "foreground_threshold": foreground_threshold,
         "distance_threshold": distance_threshold,
         "seed_erosion": int(seed_erosion),
+        "seed_depth": float(seed_depth),
+        "seed_depth_radius": int(seed_depth_radius),
         "min_seed_size": int(min_seed_size),
         "halo": list(halo),
         "block": list(block),
@@ -178,7 +194,12 @@ def postprocess(
         else:
             work = create(names[1], "uint32")
             levels = (seed_threshold, boundary_threshold, foreground_threshold, distance_threshold)
-            seeding = (int(seed_erosion), int(min_seed_size))
+            seeding = (
+                int(seed_erosion),
+                float(seed_depth),
+                int(seed_depth_radius),
+                int(min_seed_size),
+            )
             label = _instance(
                 maps, ids, work, final, connectivity, min_size, levels, seeding, halo, cancel
             )
@@ -274,7 +295,7 @@ def _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel):
 
 def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, halo, cancel):
     seed_t, boundary_t, fg_t, distance_t = levels
-    erosion, min_seed_size = seeding
+    erosion, depth, radius, min_seed_size = seeding
     has_distance = "distance" in maps.channels
     names = ["foreground", "boundary"] + (["distance"] if has_distance else [])
     if erosion < 0:
@@ -282,16 +303,21 @@ def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, h
     if min_seed_size < 0:
         raise ValueError(f"min_seed_size must be 0 or more voxels, not {min_seed_size}")
 
+    if not 0 <= depth < 1:
+        raise ValueError(f"seed_depth must be a fraction in [0, 1), not {depth}")
+    if depth and radius < 1:
+        raise ValueError(f"seed_depth_radius must be 1 voxel or more, not {radius}")
+    # How far a core voxel's seed decision looks (see _deep_seeds).
+    reach = max(erosion, 2 * radius if depth else 0)
+
     def seeds(sl):
-        ext = _grown(sl, (0, erosion, erosion), maps.shape)
+        ext = _grown(sl, (0, reach, reach), maps.shape)
         read = maps.read(ext, names)
         seed = (read[0] >= seed_t) & (read[1] <= boundary_t)
         if has_distance:
             seed &= read[2] >= distance_t
-        if erosion:
-            # Within `erosion` of a core voxel lies inside the halo, so this is exact;
-            # outside the stack counts as seed (faces do not erode objects).
-            seed = np.stack([ndi.distance_transform_edt(s) > erosion for s in seed])
+        if erosion or depth:
+            seed = np.stack([_deep_seeds(s, erosion, depth, radius) for s in seed])
         core = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext))
         return seed[core].astype(np.uint8)
 
@@ -324,6 +350,22 @@ def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, h
     if not ok:
         return None
     return {"n_objects": int(lut.max())}
+
+
+def _deep_seeds(seed: np.ndarray, erosion: int, depth: float, radius: int) -> np.ndarray:
+    """One slice's seed voxels deeper than ``erosion`` and than ``depth`` times the
+    deepest seed voxel (depth capped at ``radius``) within ``radius`` voxels.
+
+    A voxel's decision needs the seed mask within ``max(erosion, 2 * radius)``
+    of it (the depths it compares are capped, so is their reach): with that
+    much halo around a block, blockwise seeds equal whole-volume seeds. Outside
+    the array counts as seed, so the faces of the stack do not erode objects.
+    """
+    dist = ndi.distance_transform_edt(seed)
+    if not depth:
+        return dist > erosion
+    local = ndi.maximum_filter(np.minimum(dist, radius), size=2 * radius + 1)
+    return dist > np.maximum(erosion, depth * local)
 
 
 def _grown(sl, halo: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:

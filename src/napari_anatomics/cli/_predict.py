@@ -105,6 +105,21 @@ def _add_postprocess_options(p: argparse.ArgumentParser) -> None:
         "thin neck (default 0)",
     )
     p.add_argument(
+        "--seed-depth",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="instance: keep seed voxels at least F times as deep as the deepest one "
+        "nearby, to split objects joined by a neck thin for their size (e.g. 0.5; default 0)",
+    )
+    p.add_argument(
+        "--seed-depth-radius",
+        type=int,
+        default=60,
+        metavar="PX",
+        help="instance: the neighbourhood of --seed-depth, about an object's radius (default 60)",
+    )
+    p.add_argument(
         "--min-seed-size",
         type=int,
         default=0,
@@ -141,6 +156,8 @@ def _postprocess_kwargs(args: argparse.Namespace) -> dict:
         "seed_threshold": args.seed_threshold,
         "boundary_threshold": args.boundary_threshold,
         "seed_erosion": args.seed_erosion,
+        "seed_depth": args.seed_depth,
+        "seed_depth_radius": args.seed_depth_radius,
         "min_seed_size": args.min_seed_size,
         "foreground_threshold": args.foreground_threshold,
         "distance_threshold": args.distance_threshold,
