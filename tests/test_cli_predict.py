@@ -127,12 +127,15 @@ def test_predict_options_and_errors(model_and_image, capsys):
                 "--no-postprocess",
                 "--output",
                 "float16",
+                "--precision",
+                "float32",
             ]
         )
         == 0
     )
     group = zarr.open_group(str(out), mode="r")
     assert "labels" not in group and group["probabilities"].dtype == np.float16
+    assert group["probabilities"].attrs["prediction"]["precision"] == "float32"
     capsys.readouterr()
     assert main(["predict", str(model), str(image), "--out", str(out), "--stride", "9,8,8"]) == 1
     assert "larger than the model window" in capsys.readouterr().err

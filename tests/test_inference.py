@@ -56,6 +56,7 @@ def image():
 def run(model, image, out, **kwargs):
     kwargs.setdefault("chunks", (8, 16, 16))
     kwargs.setdefault("threads", 1)
+    kwargs.setdefault("precision", "float32")  # exact arithmetic, to compare with `ref`
     events = []
     result = run_job(predict(model, Volume(image), out, **kwargs), events.append)
     return result, [e.payload for e in events if e.payload is not None]
@@ -141,10 +142,24 @@ def test_tta_with_symmetric_model_equals_plain(image, tmp_path, tta, mode):
         run(model, image, tmp_path / "e.zarr", tta=3)
 
 
+def test_mixed_precision_stays_close_and_is_recorded(image, tmp_path):
+    model = conv_model()
+    ref = whole_volume(model, image)
+    mixed, _ = run(model, image, tmp_path / "m.zarr", output="float32", precision="mixed")
+    assert mixed.attrs["prediction"]["precision"] == "mixed"
+    assert 0 < np.abs(mixed[:] - ref).max() < 0.02  # bfloat16 on the CPU, not float32
+    exact, _ = run(model, image, tmp_path / "e.zarr", output="float32")
+    assert exact.attrs["prediction"]["precision"] == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        run(model, image, tmp_path / "x.zarr", precision="half")
+
+
 def test_resume_after_interruption(image, tmp_path):
     model = conv_model()
     out = tmp_path / "r.zarr"
-    job = predict(model, Volume(image), out, chunks=(8, 16, 16), memory_mb=1, threads=1)
+    job = predict(
+        model, Volume(image), out, chunks=(8, 16, 16), memory_mb=1, threads=1, precision="float32"
+    )
     written = 0
     for event in job:
         written += event.payload is not None
@@ -213,7 +228,7 @@ def test_tiles_shared_by_regions_are_predicted_once(image, cache_mb, once):
     model = conv_model()
     model.net = Counting(model.net)
     plan = TilePlan.create(image.shape, model.config.window, chunks=(8, 16, 16), memory_mb=1)
-    predictor = RegionPredictor(model, plan, batch=2, cache_mb=cache_mb)
+    predictor = RegionPredictor(model, plan, batch=2, cache_mb=cache_mb, precision="float32")
     result = np.zeros((2, *image.shape), np.float32)
     for index, region in enumerate(plan.regions):
         result[(slice(None), *region)] = run_job(predictor.region(image, region, index))

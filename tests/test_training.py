@@ -69,10 +69,13 @@ def test_semantic_task_and_progress_metrics(tmp_path):
     assert config.label_values == [1, 2]
 
 
-def test_2d_model_trains_on_slices(synthetic, tmp_path):
+@pytest.mark.parametrize("precision", ["mixed", "float32"])
+def test_2d_model_trains_on_slices(synthetic, tmp_path, precision):
     cfg = replace(TINY, architecture="unet2d", window=(1, 32, 32), iterations=3)
-    run_job(train(*synthetic, cfg, tmp_path / "flat"))
+    losses = losses_of(train(*synthetic, replace(cfg, precision=precision), tmp_path / "flat"))
+    assert len(losses) == 3 and np.isfinite(losses).all()
     model = load_model(tmp_path / "flat", device="cpu")
+    assert model.config.training["precision"] == precision
     assert model.config.spatial_dims == 2 and model.config.window == (1, 32, 32)
     probs = model(torch.zeros(2, 1, 3, 32, 32))
     assert probs.shape == (2, 2, 3, 32, 32)
@@ -132,6 +135,8 @@ def test_time_limit_stops_and_fine_tune(synthetic, tmp_path):
         ({"val_fraction": 0.45, "window": (4, 32, 48)}, "validation split"),
         ({"architecture": "unet2d", "window": (4, 32, 32)}, "z = 1"),
         ({"iterations": 0}, "iterations must be at least 1"),
+        ({"precision": "half"}, "precision must be auto, mixed or float32"),
+        ({"contact_weight": 0.0}, "contact_weight must be positive"),
     ],
 )
 def test_bad_settings_fail_before_training(synthetic, tmp_path, change, message):

@@ -105,7 +105,14 @@ def predict_regions(
     try:
         spec = _model_spec(model, client)
         source = client.scatter(_Source(image), broadcast=True)
-        settings = (predictor.plan, predictor.tta, predictor.tta_mode, predictor.batch, output)
+        settings = (
+            predictor.plan,
+            predictor.tta,
+            predictor.tta_mode,
+            predictor.batch,
+            predictor.precision,
+            output,
+        )
         futures = [
             client.submit(_run_region, spec, source, settings, array_path, i, pure=False)
             for i in regions
@@ -161,9 +168,11 @@ def _run_region(spec, source: _Source, settings, array_path: str, index: int) ->
 
     from .inference import write_region
 
-    plan, tta, tta_mode, batch, output = settings
+    plan, tta, tta_mode, batch, precision, output = settings
     model = _worker_model(spec)
-    predictor = RegionPredictor(model, plan, tta=tta, tta_mode=tta_mode, batch=batch)
+    predictor = RegionPredictor(
+        model, plan, tta=tta, tta_mode=tta_mode, batch=batch, precision=precision
+    )
     region = plan.regions[index]
     probs = run_job(predictor.region(source.data, region))
     write_region(zarr.open_array(array_path, mode="r+"), region, probs, output)

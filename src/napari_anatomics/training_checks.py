@@ -133,6 +133,10 @@ def _check_settings(config: TrainConfig) -> None:
         raise ValueError(f"time limit must be positive, not {config.time_limit_s}")
     if config.init_from and not (Path(config.init_from) / CONFIG_NAME).is_file():
         raise ValueError(f"cannot fine-tune from {config.init_from}: it is not a model folder")
+    if config.precision not in ("auto", "mixed", "float32"):
+        raise ValueError(f"precision must be auto, mixed or float32, not {config.precision!r}")
+    if not config.contact_weight > 0:
+        raise ValueError(f"contact_weight must be positive, not {config.contact_weight}")
 
 
 def _check_split(config: TrainConfig, window, model_shape) -> None:

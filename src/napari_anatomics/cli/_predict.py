@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="storage of the probabilities (default uint8: value/255)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "mixed", "float32"),
+        default="auto",
+        help="mixed precision: auto uses it on CUDA and on CPUs with bfloat16 hardware",
+    )
     p.add_argument("--memory-mb", type=float, default=256.0, help="memory per region (MB)")
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDR", help="dask.distributed scheduler")
@@ -193,6 +199,7 @@ def _predict(args: argparse.Namespace) -> int:
         batch=args.batch,
         output=args.output,
         memory_mb=args.memory_mb,
+        precision=args.precision,
         scheduler=args.scheduler,
         workers=args.workers,
         overwrite=args.overwrite,

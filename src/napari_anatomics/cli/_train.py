@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", metavar="NAMES", help="semantic class names, comma separated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "mixed", "float32"),
+        default="auto",
+        help="mixed precision: auto uses it on CUDA and on CPUs with bfloat16 hardware",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -116,6 +122,7 @@ def _train(args: argparse.Namespace) -> int:
         class_names=[c.strip() for c in args.classes.split(",")] if args.classes else None,
         seed=args.seed,
         num_threads=args.threads,
+        precision=args.precision,
     )
     folder = run_with_bar(train(image, labels, config, args.out), "train", quiet=args.quiet)
     from ..model_config import ModelConfig
