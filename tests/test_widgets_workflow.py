@@ -385,6 +385,7 @@ def test_autolabel_streams_into_zarr_backed_layer(sample_viewer, qtbot, tiny_mod
     np.testing.assert_array_equal(np.asarray(layer.data), zarr.open_array(str(out / "labels"))[:])
     assert int(np.asarray(layer.data).max()) == widget.result.attrs["n_objects"]
     assert layer.metadata["model"] == str(tiny_model)
+    assert widget.split.isChecked() and widget.result.attrs["postprocess"]["seed_depth"] == 0.5
 
 
 def test_export_table_meshes_points_labels(sample_viewer, qtbot, tmp_path):

@@ -40,6 +40,8 @@ from ._models import ModelCombo, prepare_torch
 
 #: Name of the probability array inside the output group (as ``anatomics predict``).
 PROBABILITIES = "probabilities"
+#: Post-processing of "Split touching objects" (instance models; see ``postprocess``).
+SPLIT_SETTINGS = {"seed_depth": 0.5, "min_seed_size": 100}
 
 
 def default_output(image_name: str) -> Path:
@@ -130,6 +132,13 @@ class AutoLabelWidget(QWidget):
         self.min_size = QSpinBox()
         self.min_size.setRange(0, 10_000_000)
         self.min_size.setSuffix(" voxels")
+        self.split = QCheckBox("Split touching objects")
+        self.split.setChecked(True)
+        self.split.setToolTip(
+            "Instance models: split objects joined by a neck that is thin for their size, "
+            "where the model saw no boundary between them (seed depth 0.5, specks under "
+            f"{SPLIT_SETTINGS['min_seed_size']} voxels ignored)"
+        )
         self.overwrite = QCheckBox("Replace earlier results in this file")
         self.start_button = QPushButton("Auto-label")
         self.start_button.clicked.connect(self.start)
@@ -156,6 +165,7 @@ class AutoLabelWidget(QWidget):
         settings_form.addRow("Test-time augmentation", self.tta)
         settings_form.addRow("Batch (tiles)", self.batch)
         settings_form.addRow("Drop objects under", self.min_size)
+        settings_form.addRow(self.split)
         settings_form.addRow(self.overwrite)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
@@ -194,7 +204,10 @@ class AutoLabelWidget(QWidget):
             "overwrite": self.overwrite.isChecked(),
             **self.extra_settings,
         }
-        min_size = self.min_size.value()
+        levels = {
+            "min_size": self.min_size.value(),
+            **(SPLIT_SETTINGS if self.split.isChecked() else {}),
+        }
         token = self.cancel_token = CancelToken()
 
         def job():
@@ -209,8 +222,8 @@ class AutoLabelWidget(QWidget):
                     out,
                     overwrite=True,
                     voxel_size=image.voxel_size,
-                    min_size=min_size,
                     cancel=token,
+                    **levels,
                 )
             )
 
