@@ -307,3 +307,22 @@ def test_seed_depth_splits_a_neck_thin_for_its_objects_whatever_their_size(tmp_p
     assert split.attrs["postprocess"]["seed_depth"] == 0.5
     with pytest.raises(ValueError, match="seed_depth"):
         run_job(postprocess(maps, tmp_path / "x.zarr", seed_depth=1.5, **kw))
+
+
+def test_seed_depth_leaves_a_small_object_next_to_a_big_one(tmp_path):
+    # A 5-voxel disc 3 voxels from a 24-voxel one: the big disc is deep, but it is
+    # another seed region, so the small disc keeps its seed.
+    labels = np.zeros((3, 64, 72), np.uint32)
+    yy, xx = np.mgrid[:64, :72]
+    labels[:, (yy - 32) ** 2 + (xx - 28) ** 2 <= 24**2] = 1
+    labels[:, (yy - 32) ** 2 + (xx - 60) ** 2 <= 5**2] = 2
+    fg = labels > 0
+    edge = fg & ~ndi.binary_erosion(fg, np.ones((1, 3, 3)), border_value=1)
+    maps = (np.stack([fg, edge]) * 255).astype(np.uint8)
+    out = run_job(
+        postprocess(
+            maps, tmp_path / "s.zarr", task="instance", seed_depth=0.5, seed_depth_radius=30
+        )
+    )
+    assert out.attrs["n_objects"] == 2
+    assert same_partition(out[:], labels)

@@ -97,15 +97,16 @@ def postprocess(
         seed and is left out. 0 (default) keeps seeds as thresholded.
     seed_depth : float
         Instance: keep only seed voxels whose in-plane depth (distance to the
-        seed region's edge) is at least this fraction of the deepest seed
-        voxel within ``seed_depth_radius`` voxels (depths capped at the
-        radius). Splits objects joined by a neck that is thin compared with
-        the objects, whatever their size; 0.5 is a good start, 0 (default)
-        turns it off. Combines with ``seed_erosion`` (the larger wins).
+        seed region's edge) is at least this fraction of the deepest voxel of
+        the same seed region within ``seed_depth_radius`` steps (depths capped
+        at the radius). Splits objects joined by a neck that is thin compared
+        with the objects, whatever their size; separate seed regions do not
+        affect each other. 0.5 is a good start, 0 (default) turns it off.
+        Combines with ``seed_erosion`` (the larger wins).
     seed_depth_radius : int
-        Instance: the neighbourhood of ``seed_depth``, in voxels (full
-        resolution); about an object's radius. Blocks are read with a halo of
-        twice this.
+        Instance: the reach of ``seed_depth``, in voxels (full resolution);
+        about an object's radius. Blocks are read with a halo of twice this,
+        and the cost grows with it (one 3 x 3 filter pass per voxel of radius).
     min_seed_size : int
         Instance: seeds with fewer voxels (after erosion, counted over the
         whole volume) are dropped before the watershed, so a speck of low
@@ -354,17 +355,26 @@ def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, h
 
 def _deep_seeds(seed: np.ndarray, erosion: int, depth: float, radius: int) -> np.ndarray:
     """One slice's seed voxels deeper than ``erosion`` and than ``depth`` times the
-    deepest seed voxel (depth capped at ``radius``) within ``radius`` voxels.
+    deepest voxel of their own seed region within ``radius`` steps.
 
-    A voxel's decision needs the seed mask within ``max(erosion, 2 * radius)``
-    of it (the depths it compares are capped, so is their reach): with that
-    much halo around a block, blockwise seeds equal whole-volume seeds. Outside
-    the array counts as seed, so the faces of the stack do not erode objects.
+    Depths are in-plane distances to the region's edge, capped at ``radius``;
+    the deepest one is found by ``radius`` steps of geodesic dilation (3 x 3,
+    staying inside the region), so a nearby but separate region does not
+    count. A voxel's decision needs the seed mask within ``max(erosion, 2 *
+    radius)`` voxels: with that much halo around a block, blockwise seeds equal
+    whole-volume seeds. Outside the array counts as seed, so the faces of the
+    stack do not erode objects.
     """
     dist = ndi.distance_transform_edt(seed)
     if not depth:
         return dist > erosion
-    local = ndi.maximum_filter(np.minimum(dist, radius), size=2 * radius + 1)
+    local = np.minimum(dist, radius).astype(np.uint8 if radius < 256 else np.float32)
+    for _ in range(radius):
+        grown = ndi.maximum_filter(local, size=3)
+        grown[~seed] = 0
+        if np.array_equal(grown, local):
+            break
+        local = grown
     return dist > np.maximum(erosion, depth * local)
 
 
