@@ -24,7 +24,7 @@ from .geometry import export_meshes
 from .inference import predict
 from .measure import measure, summarize, write_csv
 from .model_store import HISTORY_NAME, load_model
-from .postprocess import postprocess
+from .postprocess import SPLIT_TOUCHING, postprocess
 from .progress import Job, stage
 from .samples import SAMPLE_CREDIT, load_sample
 from .training import TrainConfig, train
@@ -156,7 +156,9 @@ def run_demo(
     model = load_model(model_dir, device=device)
     prediction = out_dir / "prediction.zarr"
     probs = yield from stage("predict", predict(model, test_image, prediction, tta=tta))
-    labels = yield from stage("postprocess", postprocess(probs, prediction, min_size=50))
+    labels = yield from stage(
+        "postprocess", postprocess(probs, prediction, min_size=50, **SPLIT_TOUCHING)
+    )
     labels_np = np.asarray(labels[...])
     seconds["predict"] = time.perf_counter() - t0
 

@@ -39,6 +39,11 @@ from .progress import CancelToken, Job, Progress
 from .stitching import block_slices, label_blocks, relabel_blocks, sequential_lut
 from .tiling import DEFAULT_CHUNKS
 
+#: Instance settings that split objects joined by a neck thin for their size,
+#: where the model saw no boundary (the Auto-label panel's "Split touching
+#: objects" and ``anatomics demo``).
+SPLIT_TOUCHING = {"seed_depth": 0.5, "min_seed_size": 100}
+
 
 def postprocess(
     probabilities: Any,

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..model_config import ModelConfig
+from ..postprocess import SPLIT_TOUCHING, postprocess
 from ..progress import CancelToken, Progress
 from ._jobs import start_job
 from ._layers import LayerCombo, PathEdit, pick_volume, volume_layer_kwargs
@@ -40,8 +41,6 @@ from ._models import ModelCombo, prepare_torch
 
 #: Name of the probability array inside the output group (as ``anatomics predict``).
 PROBABILITIES = "probabilities"
-#: Post-processing of "Split touching objects" (instance models; see ``postprocess``).
-SPLIT_SETTINGS = {"seed_depth": 0.5, "min_seed_size": 100}
 
 
 def default_output(image_name: str) -> Path:
@@ -137,7 +136,7 @@ class AutoLabelWidget(QWidget):
         self.split.setToolTip(
             "Instance models: split objects joined by a neck that is thin for their size, "
             "where the model saw no boundary between them (seed depth 0.5, specks under "
-            f"{SPLIT_SETTINGS['min_seed_size']} voxels ignored)"
+            f"{SPLIT_TOUCHING['min_seed_size']} voxels ignored)"
         )
         self.overwrite = QCheckBox("Replace earlier results in this file")
         self.start_button = QPushButton("Auto-label")
@@ -183,7 +182,6 @@ class AutoLabelWidget(QWidget):
         """Start prediction + post-processing in a worker; return it (None on bad input)."""
         from ..inference import predict
         from ..model_store import load_model
-        from ..postprocess import postprocess
 
         folder = self.model.folder()
         try:
@@ -206,7 +204,7 @@ class AutoLabelWidget(QWidget):
         }
         levels = {
             "min_size": self.min_size.value(),
-            **(SPLIT_SETTINGS if self.split.isChecked() else {}),
+            **(SPLIT_TOUCHING if self.split.isChecked() else {}),
         }
         token = self.cancel_token = CancelToken()
 
