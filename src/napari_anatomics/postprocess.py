@@ -308,7 +308,6 @@ def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, h
         raise ValueError(f"seed_erosion must be 0 or more voxels, not {erosion}")
     if min_seed_size < 0:
         raise ValueError(f"min_seed_size must be 0 or more voxels, not {min_seed_size}")
-
     if not 0 <= depth < 1:
         raise ValueError(f"seed_depth must be a fraction in [0, 1), not {depth}")
     if depth and radius < 1:

@@ -100,8 +100,10 @@ class TrainConfig:
         Instance task: half-width of the boundary band (voxels).
     contact_weight : float
         Instance task: loss weight of the voxels where two painted objects
-        touch (1 = like any voxel). Raising it teaches the boundary between
-        touching objects, whose loss is otherwise a tiny share of the total.
+        touch (1 = like any voxel). Raising it puts more of the loss on the
+        boundary between touching objects, otherwise a tiny share (~1 % of
+        the boundary voxels of the chloroplast data, where a weight of 10 did
+        not remove the merges).
     seed : int
     ignore_value : int, optional
         Label value meaning "not painted".
