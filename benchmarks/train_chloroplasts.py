@@ -45,7 +45,7 @@ run (15 min of training each)                  steps  fg Dice  AP@0.5  TP/FP/FN
 reference (issue 3)                            ~800   0.870    0.430
 **bfloat16, seed 0, alone (the defaults)**     1924   0.886    0.483   14/0/15
   same model, first seed_depth version *              0.885    0.485   16/4/13
-bfloat16, seed 1, alone (early steps shared)    1437   0.889    0.419   13/2/16
+bfloat16, seed 1, alone (early steps shared)   1437   0.889    0.419   13/2/16
 bfloat16, seed 1, 1 thr *                      1145   0.888    0.457   16/6/13
 bfloat16, seed 0, 1 thr *                      936    0.870    0.441   15/5/14
 bfloat16, contact weight 10, 1 thr *           1119   0.857    0.469   15/3/14
