@@ -21,6 +21,7 @@ import torch
 from .checks import check
 from .model_config import CONFIG_NAME, ModelConfig
 from .models import ARCHITECTURES, network_factor, plan_architecture
+from .training_runtime import check_precision
 from .volume import Volume
 
 if TYPE_CHECKING:
@@ -133,8 +134,7 @@ def _check_settings(config: TrainConfig) -> None:
         raise ValueError(f"time limit must be positive, not {config.time_limit_s}")
     if config.init_from and not (Path(config.init_from) / CONFIG_NAME).is_file():
         raise ValueError(f"cannot fine-tune from {config.init_from}: it is not a model folder")
-    if config.precision not in ("auto", "mixed", "float32"):
-        raise ValueError(f"precision must be auto, mixed or float32, not {config.precision!r}")
+    check_precision(config.precision)
     if not config.contact_weight > 0:
         raise ValueError(f"contact_weight must be positive, not {config.contact_weight}")
 

@@ -34,6 +34,16 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+#: Values of the ``precision`` setting of training and prediction.
+PRECISIONS = ("auto", "mixed", "float32")
+
+
+def check_precision(precision: str) -> None:
+    """Raise ValueError unless ``precision`` is one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, mixed or float32, not {precision!r}")
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype of a run, or None for plain float32.
 
@@ -48,8 +58,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     -------
     torch.float16 on CUDA (with a gradient scaler), torch.bfloat16 on the CPU, or None.
     """
-    if precision not in ("auto", "mixed", "float32"):
-        raise ValueError(f"precision must be auto, mixed or float32, not {precision!r}")
+    check_precision(precision)
     if precision == "float32":
         return None
     if device.type == "cuda":

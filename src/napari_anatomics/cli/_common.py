@@ -25,6 +25,16 @@ def add_voxel_size(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """Add ``--precision auto|mixed|float32`` (see ``training_runtime.PRECISIONS``)."""
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "mixed", "float32"),  # not imported: that would load torch
+        default="auto",
+        help="mixed precision: auto uses it on CUDA and on CPUs with bfloat16 hardware",
+    )
+
+
 def _voxel_size(text: str) -> tuple[float, float, float]:
     try:
         return parse_voxel_size(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_voxel_size, run_with_bar, triple
+from ._common import add_precision, add_voxel_size, run_with_bar, triple
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,12 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="storage of the probabilities (default uint8: value/255)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "mixed", "float32"),
-        default="auto",
-        help="mixed precision: auto uses it on CUDA and on CPUs with bfloat16 hardware",
-    )
+    add_precision(p)
     p.add_argument("--memory-mb", type=float, default=256.0, help="memory per region (MB)")
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDR", help="dask.distributed scheduler")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_voxel_size, run_with_bar, triple
+from ._common import add_precision, add_voxel_size, run_with_bar, triple
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,12 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", metavar="NAMES", help="semantic class names, comma separated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "mixed", "float32"),
-        default="auto",
-        help="mixed precision: auto uses it on CUDA and on CPUs with bfloat16 hardware",
-    )
+    add_precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
