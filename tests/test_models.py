@@ -8,7 +8,12 @@ import torch
 
 from napari_anatomics.model_config import ModelConfig
 from napari_anatomics.model_store import list_models, load_checkpoint, load_model, save_model
-from napari_anatomics.models import build_network, network_factor, plan_architecture
+from napari_anatomics.models import (
+    build_network,
+    network_factor,
+    plan_architecture,
+    run_network,
+)
 from napari_anatomics.models.unet3d import plan_levels
 
 
@@ -50,6 +55,24 @@ def test_build_network_shapes(name):
     with torch.no_grad():
         out = net(x) if name == "resunet3d" else net(x[:, :, 0])
     assert out.shape[1] == 2 and out.shape[-2:] == (32, 32)
+
+
+def test_2d_net_runs_channels_last_slice_by_slice():
+    config = tiny_config("unet2d", (1, 32, 32))
+    torch.manual_seed(0)
+    net = build_network(config).eval()
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 3, 32, 32)  # 2 items of 3 slices
+    with torch.no_grad():
+        out = run_network(net, x, 2)
+        contiguous = build_network(config).eval()
+        contiguous.load_state_dict(net.state_dict())
+        contiguous = contiguous.to(memory_format=torch.contiguous_format)
+        # Slice 1 of item 1, on its own, through a contiguous copy of the net.
+        alone = contiguous(x[1:2, :, 1].contiguous())
+    assert out.shape == (2, 2, 3, 32, 32)
+    np.testing.assert_allclose(out[1:2, :, 1].numpy(), alone.numpy(), atol=1e-4)
 
 
 def test_unknown_architecture_is_refused():

@@ -119,6 +119,20 @@ def test_augmenter_moves_image_labels_and_mask_together():
     assert set(np.unique(lab)) <= set(np.unique(labels))
 
 
+def test_brightness_and_contrast_stay_in_their_ranges():
+    rng = np.random.default_rng(5)
+    image = np.linspace(-2, 2, 2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
+    aug = Augmenter(flips=False, rotations=False, brightness=0.5, contrast=0.5)
+    gains, shifts = [], []
+    for _ in range(200):
+        out, _, _ = aug(rng, image, np.zeros(image.shape, np.uint8), np.ones(image.shape, bool))
+        gain, shift = np.polyfit(image.ravel(), out.ravel(), 1)  # out = gain * image + shift
+        gains.append(gain)
+        shifts.append(shift)
+    assert 0.5 - 1e-4 <= min(gains) < 0.6 and 1.4 < max(gains) <= 1.5 + 1e-4
+    assert -0.5 - 1e-4 <= min(shifts) < -0.4 and 0.4 < max(shifts) <= 0.5 + 1e-4
+
+
 def test_reduce_image_and_labels():
     data = da.from_array(np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4), chunks=2)
     mean = reduce_image(data, (1, 2, 2)).compute()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .model_config import ModelConfig
+from .models import build_network, run_network
 
 
 @dataclass
@@ -39,13 +40,7 @@ class TrainedModel:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities for a normalized batch (see class docstring)."""
         batch = batch.to(self.device, non_blocking=True)
-        if self.config.spatial_dims == 2:
-            b, c, z, y, x = batch.shape
-            flat = batch.permute(0, 2, 1, 3, 4).reshape(b * z, c, y, x)
-            logits = self.net(flat)
-            logits = logits.reshape(b, z, -1, y, x).permute(0, 2, 1, 3, 4)
-        else:
-            logits = self.net(batch)
+        logits = run_network(self.net, batch, self.config.spatial_dims)
         if self.config.task == "semantic":
             return torch.softmax(logits.float(), dim=1)
         return torch.sigmoid(logits.float())
@@ -167,8 +162,6 @@ def load_model(folder: str | Path, device: str | torch.device = "auto") -> Train
         If the weights carry pickled objects (they could run code) or do not
         fit the network the config describes.
     """
-    from .models import build_network
-
     folder = Path(folder)
     config = ModelConfig.load(folder)
     if device == "auto":

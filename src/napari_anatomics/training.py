@@ -39,7 +39,7 @@ from .model_store import (
     save_checkpoint,
     save_model,
 )
-from .models import build_network
+from .models import build_network, run_network
 from .progress import CancelToken, Job, Progress
 from .sampling import CropSampler, prepare_data
 from .training_checks import check_training_data
@@ -120,6 +120,11 @@ class TrainConfig:
         Centre those crops on each object equally often (else by area).
     augment, elastic, scale : augmentation switches (elastic: strength in voxels;
         scale: largest in-plane zoom, 0.25 = x0.8 to x1.25).
+    brightness, contrast : float
+        Intensity augmentation: largest shift of the normalized image (std
+        units) and largest relative change of contrast (0.2 = x0.8 to x1.2).
+        Raise them when the stack to label is darker, paler or flatter than
+        the painted region.
     use_mask : bool
         Mask unannotated slices out of the loss (turn off only to compare).
     cache_mb : float
@@ -161,6 +166,8 @@ class TrainConfig:
     augment: bool = True
     elastic: float = 0.0
     scale: float = 0.0
+    brightness: float = 0.2
+    contrast: float = 0.2
     use_mask: bool = True
     cache_mb: float = 1024.0
 
@@ -256,7 +263,12 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         contact_weight=config.contact_weight,
         fg_fraction=config.fg_fraction,
         balance=config.balance_objects,
-        augmenter=Augmenter(elastic=config.elastic, scale=config.scale)
+        augmenter=Augmenter(
+            brightness=config.brightness,
+            contrast=config.contrast,
+            elastic=config.elastic,
+            scale=config.scale,
+        )
         if config.augment
         else None,
     )
@@ -349,11 +361,7 @@ def _step(net, opt, scaler, sampler, config, loss_fn, device, amp) -> float:
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, architecture: str) -> torch.Tensor:
     """Logits (B, C, Z, Y, X) for (B, 1, Z, Y, X), 2D nets applied per slice."""
-    if architecture != "unet2d":
-        return net(x)
-    b, c, z, y, w = x.shape
-    out = net(x.permute(0, 2, 1, 3, 4).reshape(b * z, c, y, w))
-    return out.reshape(b, z, -1, y, w).permute(0, 2, 1, 3, 4)
+    return run_network(net, x, 2 if architecture == "unet2d" else 3)
 
 
 @torch.no_grad()

@@ -57,6 +57,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--elastic", type=float, default=0.0, metavar="PX", help="elastic warp")
     p.add_argument(
+        "--brightness",
+        type=float,
+        default=0.2,
+        metavar="B",
+        help="brightness augmentation: largest shift in std units (default 0.2)",
+    )
+    p.add_argument(
+        "--contrast",
+        type=float,
+        default=0.2,
+        metavar="C",
+        help="contrast augmentation: x(1-C) to x(1+C) (default 0.2; raise both when the "
+        "stack to label is darker or flatter than the painted part)",
+    )
+    p.add_argument(
         "--object-crops",
         type=float,
         default=0.5,
@@ -111,6 +126,8 @@ def _train(args: argparse.Namespace) -> int:
         distance=args.distance,
         scale=args.zoom,
         elastic=args.elastic,
+        brightness=args.brightness,
+        contrast=args.contrast,
         fg_fraction=args.object_crops,
         contact_weight=args.contact_weight,
         ignore_value=args.ignore_value,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..model_config import ModelConfig
@@ -107,7 +108,10 @@ def build_network(config: ModelConfig) -> nn.Module:
     if name == "unet2d":
         from .smp2d import build_unet2d
 
-        return build_unet2d(arch)
+        # channels-last: oneDNN's fast layout for 2D convolutions (x1.4 per
+        # training step, x1.8 per tile in bfloat16 on these CPUs). The 3D net
+        # stays contiguous: channels_last_3d was slower there.
+        return build_unet2d(arch).to(memory_format=torch.channels_last)
     if name == "resunet3d":
         if "kernels" not in arch:
             kernels, strides = plan_levels(
@@ -127,4 +131,37 @@ def build_network(config: ModelConfig) -> nn.Module:
     )
 
 
-__all__ = ["ARCHITECTURES", "ResUNet3D", "build_network", "network_factor", "plan_architecture"]
+def run_network(net: nn.Module, batch: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+    """Logits ``(B, C, Z, Y, X)`` of a network for a batch ``(B, 1, Z, Y, X)``.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A network from :func:`build_network`.
+    batch : torch.Tensor
+        Normalized images, on the network's device.
+    spatial_dims : {2, 3}
+        2 runs the network slice by slice (the Z slices of every item are
+        stacked into one channels-last batch), 3 on the whole batch.
+
+    Returns
+    -------
+    torch.Tensor
+        Logits, same batch, Z, Y and X as the input.
+    """
+    if spatial_dims != 2:
+        return net(batch)
+    b, c, z, y, x = batch.shape
+    flat = batch.permute(0, 2, 1, 3, 4).reshape(b * z, c, y, x)
+    logits = net(flat.contiguous(memory_format=torch.channels_last))
+    return logits.reshape(b, z, -1, y, x).permute(0, 2, 1, 3, 4)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "ResUNet3D",
+    "build_network",
+    "network_factor",
+    "plan_architecture",
+    "run_network",
+]
