@@ -23,7 +23,7 @@ def test_train_then_list(tmp_path, capsys):
     args += ["--voxel-size", "10,10,40", "--iterations", "3", "--width", "4", "--depth", "3"]
     args += ["--threads", "1", "--quiet", "--zoom", "0.5"]
     args += ["--object-crops", "0.8", "--contact-weight", "10", "--precision", "mixed"]
-    args += ["--brightness", "0.4", "--contrast", "0.5"]
+    args += ["--brightness", "0.4", "--contrast", "0.5", "--copy-paste", "0.5"]
     assert main(args) == 0
     assert "3 iterations" in capsys.readouterr().out
     model = load_model(tmp_path / "models" / "chloro", device="cpu")
@@ -32,7 +32,9 @@ def test_train_then_list(tmp_path, capsys):
     assert model.config.training["fg_fraction"] == 0.8
     assert model.config.training["contact_weight"] == 10.0
     assert model.config.training["precision"] == "mixed"
-    assert (model.config.training["brightness"], model.config.training["contrast"]) == (0.4, 0.5)
+    training = model.config.training
+    augment = (training["brightness"], training["contrast"], training["copy_paste"])
+    assert augment == (0.4, 0.5, 0.5)
     assert model.config.data["image"].endswith("img.tif")
     assert main(["models", str(tmp_path / "models")]) == 0
     out = capsys.readouterr().out

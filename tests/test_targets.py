@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from napari_anatomics.augment import Augmenter
+from napari_anatomics.augment import Augmenter, paste_object
 from napari_anatomics.losses import instance_loss
 from napari_anatomics.sampling import CropSampler, prepare_data, reduce_image, reduce_labels
 from napari_anatomics.targets import (
@@ -133,6 +133,34 @@ def test_brightness_and_contrast_stay_in_their_ranges():
     assert -0.5 - 1e-4 <= min(shifts) < -0.4 and 0.4 < max(shifts) <= 0.5 + 1e-4
 
 
+def test_paste_object_lands_on_painted_background_only():
+    rng = np.random.default_rng(0)
+    image = np.zeros((2, 12, 12), np.float32)
+    labels = np.zeros((2, 12, 12), np.uint8)
+    labels[:, :6] = 3  # an object over the top half
+    mask = np.ones((2, 12, 12), bool)
+    mask[1] = False  # slice 1 unpainted
+    source = np.full((2, 5, 5), 7.0, np.float32)
+    obj = np.zeros((2, 5, 5), bool)
+    obj[:, 1:4, 1:4] = True  # a 3x3 square in both slices
+    seen = set()
+    for _ in range(30):
+        out, lab = paste_object(rng, image, labels, mask, source, obj)
+        pasted = lab == 4  # a new id, one above the crop's largest
+        assert pasted[0].sum() <= 9 and not pasted[1].any()  # not on unpainted voxels
+        assert not (pasted & (labels == 3)).any()  # not over the object already there
+        np.testing.assert_array_equal(out[pasted], 7.0)
+        np.testing.assert_array_equal(out[~pasted], 0.0)
+        assert (lab[labels == 3] == 3).all()
+        seen.add(int(pasted.sum()))
+    assert 9 in seen and 0 in seen  # all of it on free ground, or all over the object
+    assert (image == 0).all() and labels.max() == 3  # inputs untouched
+    _, lab = paste_object(rng, image, labels, mask, source, obj, value=1)
+    assert set(np.unique(lab)) <= {0, 1, 3}
+    with pytest.raises(ValueError, match="z extent"):
+        paste_object(rng, image, labels, mask, source[:1], obj[:1])
+
+
 def test_reduce_image_and_labels():
     data = da.from_array(np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4), chunks=2)
     mean = reduce_image(data, (1, 2, 2)).compute()
@@ -181,6 +209,27 @@ def test_sampler_draws_small_objects_as_often_as_large_ones(balance):
         assert 0.45 < small < 0.55
     else:
         assert small < 0.05
+
+
+def test_sampler_pastes_painted_objects_into_crops():
+    # One bright 12 x 12 object in a large dark painted background.
+    labels = np.zeros((2, 96, 96), np.uint16)
+    labels[:, 10:22, 10:22] = 1
+    image = np.where(labels > 0, 200, 50).astype(np.uint8)
+    data = prepare_data(da.from_array(image), da.from_array(labels))
+    rng = np.random.default_rng(2)
+    aug = Augmenter(flips=False, rotations=False, brightness=0, contrast=0)
+    sampler = CropSampler(data, (1, 32, 32), "instance", rng, augmenter=aug, paste=1.0)
+    bright = 0
+    for _ in range(20):
+        img, target, _ = sampler.crop((0, 60, 60))  # a box without the object
+        fg = target[0, 0] > 0
+        # The pasted object is the bright voxels, and its foreground target.
+        np.testing.assert_array_equal(fg, img[0, 0] > img[0, 0].min())
+        bright += int(fg.sum())
+    assert bright == 20 * 144  # the whole 12 x 12 object, every time
+    plain = CropSampler(data, (1, 32, 32), "instance", rng, augmenter=aug)
+    assert plain.crop((0, 60, 60))[1][0].max() == 0
 
 
 def test_zoomed_crops_show_real_data_at_window_size():

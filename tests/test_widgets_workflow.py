@@ -488,7 +488,9 @@ def test_train_panel_model_choice_and_zoom(sample_viewer, qtbot, tmp_path):
     assert [box.value() for box in widget.window] == [1, 256, 256]
     assert not widget.window[0].isEnabled()
     widget.zoom.setValue(0.5)
+    widget.object_crops.setValue(0.8)
     config = widget.config()
     assert (config.architecture, config.scale, config.window) == ("unet2d", 0.5, (1, 256, 256))
+    assert config.fg_fraction == 0.8
     widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("resunet3d"))
     assert widget.window[0].isEnabled() and widget.config().architecture == "resunet3d"

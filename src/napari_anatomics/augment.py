@@ -8,6 +8,8 @@ applied by the crop sampler, which reads a larger or smaller box and resamples
 it to the window (:func:`resample_crop`), so a zoomed-out crop shows real
 data and not padding. Intensity transforms (brightness, contrast)
 touch the image only. z is never rotated into x/y: voxels are anisotropic.
+:func:`paste_object` ("copy-paste") puts a painted object from elsewhere
+into a crop; the sampler picks the object.
 """
 
 from __future__ import annotations
@@ -141,3 +143,57 @@ def _sample_slices(
             np.stack([ndi.map_coordinates(s, coords, order=order, mode=mode) for s in array])
         )
     return out[0], out[1], out[2].astype(bool)
+
+
+def paste_object(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray,
+    source_image: np.ndarray,
+    source_object: np.ndarray,
+    value: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one painted object into a crop at a random place ("copy-paste").
+
+    The object's voxels replace the crop's where the crop is painted
+    background: objects already there and unpainted voxels are left alone.
+    Seeing objects on backgrounds they were not painted on teaches what an
+    object looks like rather than where it sits (next to a cell wall...).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    image, labels, mask : ndarray, (z, y, x)
+        The crop: normalized image, labels, loss mask (any non-zero counts).
+    source_image : ndarray, (z, y, x)
+        Normalized image around the object, same z extent as the crop and no
+        larger in y and x.
+    source_object : ndarray of bool, same shape as ``source_image``
+        The object's voxels.
+    value : int, optional
+        Label value of the pasted object (semantic class); a new id, one
+        above the crop's largest, by default.
+
+    Returns
+    -------
+    image, labels : ndarray
+        New arrays (labels as int32); the inputs are not modified.
+    """
+    if source_image.shape != source_object.shape or source_image.shape[0] != image.shape[0]:
+        raise ValueError("the source must have the crop's z extent and match its object mask")
+    if any(s > c for s, c in zip(source_image.shape[1:], image.shape[1:])):
+        raise ValueError("the source box must not be larger than the crop in y and x")
+    image, labels = image.copy(), labels.astype(np.int32)
+    if not source_object.any():
+        return image, labels
+    _, ys, xs = np.nonzero(source_object)
+    box = (slice(None), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    piece, obj = source_image[box], source_object[box]
+    y0 = int(rng.integers(image.shape[1] - obj.shape[1] + 1))
+    x0 = int(rng.integers(image.shape[2] - obj.shape[2] + 1))
+    dest = (slice(None), slice(y0, y0 + obj.shape[1]), slice(x0, x0 + obj.shape[2]))
+    free = obj & (labels[dest] == 0) & (mask[dest] != 0)
+    image[dest][free] = piece[free]
+    labels[dest][free] = int(labels.max()) + 1 if value is None else value
+    return image, labels

@@ -21,7 +21,7 @@ import cc3d
 import dask.array as da
 import numpy as np
 
-from .augment import Augmenter, resample_crop
+from .augment import Augmenter, paste_object, resample_crop
 from .model_config import normalize
 from .targets import contact_band, instance_targets, loss_mask, semantic_targets
 
@@ -149,6 +149,9 @@ class CropSampler:
         likely), then a voxel in it; otherwise every painted voxel is equally
         likely, and large objects dominate.
     augmenter : Augmenter, optional
+    paste : float
+        Share of augmented crops that get one more painted object, copied
+        from a random place of the painted data (see :func:`paste_object`).
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class CropSampler:
         fg_fraction: float = 0.5,
         balance: bool = True,
         augmenter: Augmenter | None = None,
+        paste: float = 0.0,
     ) -> None:
         self.data = data
         self.window = tuple(int(w) for w in window)
@@ -180,6 +184,7 @@ class CropSampler:
         self.contact_weight = float(contact_weight)
         self.fg_fraction = fg_fraction
         self.augmenter = augmenter
+        self.paste = float(paste)
         x0, x1 = self.x_range
         cells = data.fg_cells
         centres = cells[:, 2] * FG_CELL + FG_CELL // 2
@@ -248,6 +253,8 @@ class CropSampler:
         mask = loss_mask(labels, self.data.annotated[index[0]], self.ignore_value)
         if image.shape[1:] != self.window[1:]:
             image, labels, mask = resample_crop(image, labels, mask, self.window[1:])
+        if augment and self.paste > 0 and self.fg_cells.size and self.rng.random() < self.paste:
+            image, labels = self._paste(image, labels, mask)
         if augment and self.augmenter is not None:
             image, labels, mask = self.augmenter(self.rng, image, labels, mask)
         if self.task == "semantic":
@@ -264,6 +271,22 @@ class CropSampler:
                 contact = contact_band(np.where(mask, labels, 0), self.boundary_width)
                 mask = np.where(contact, self.contact_weight, 1.0).astype(np.float32) * mask
         return image[None], target, mask
+
+    def _paste(self, image: np.ndarray, labels: np.ndarray, mask: np.ndarray):
+        """Paste a random painted object (the connected piece around a random
+        object voxel, within a window-sized box) into the crop."""
+        z, y, x = self._foreground_voxel()
+        (wz, wy, wx), (nz, ny, _) = image.shape, self.data.shape
+        z0 = int(np.clip(z - self.rng.integers(wz), 0, nz - wz))
+        y0, x0 = self._start(y, wy, 0, ny), self._start(x, wx, *self.x_range)
+        box = (slice(z0, z0 + wz), slice(y0, y0 + wy), slice(x0, x0 + wx))
+        source = np.asarray(self.data.labels[box])
+        value = int(source[z - z0, y - y0, x - x0])
+        pieces = cc3d.connected_components(source == value, connectivity=26)
+        obj = pieces == pieces[z - z0, y - y0, x - x0]
+        source_image = normalize(np.asarray(self.data.image[box]), self.data.normalization)
+        value_out = value if self.task == "semantic" else None
+        return paste_object(self.rng, image, labels, mask, source_image, obj, value_out)
 
     def _source(self, origin: Sequence[int], zoom: float) -> tuple[slice, slice, slice]:
         """The box to read for a window at ``origin`` seen at ``zoom`` (same centre)."""

@@ -120,6 +120,10 @@ class TrainConfig:
         Centre those crops on each object equally often (else by area).
     augment, elastic, scale : augmentation switches (elastic: strength in voxels;
         scale: largest in-plane zoom, 0.25 = x0.8 to x1.25).
+    copy_paste : float
+        Share of crops that get one more painted object pasted in from
+        elsewhere (copy-paste augmentation: objects seen away from their
+        usual surroundings); 0 disables it.
     brightness, contrast : float
         Intensity augmentation: largest shift of the normalized image (std
         units) and largest relative change of contrast (0.2 = x0.8 to x1.2).
@@ -166,6 +170,7 @@ class TrainConfig:
     augment: bool = True
     elastic: float = 0.0
     scale: float = 0.0
+    copy_paste: float = 0.0
     brightness: float = 0.2
     contrast: float = 0.2
     use_mask: bool = True
@@ -271,6 +276,7 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         )
         if config.augment
         else None,
+        paste=config.copy_paste if config.augment else 0.0,
     )
     val_crops = _val_origins(data, mconfig.window, x_split) if config.val_fraction else []
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)

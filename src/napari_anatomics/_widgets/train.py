@@ -114,6 +114,14 @@ class TrainWidget(QWidget):
             "Show training crops zoomed by up to this much (0.5: x0.67 to x1.5): helps "
             "when the same kind of object comes in different sizes."
         )
+        self.object_crops = QDoubleSpinBox()
+        self.object_crops.setRange(0.0, 1.0)
+        self.object_crops.setSingleStep(0.1)
+        self.object_crops.setValue(0.5)
+        self.object_crops.setToolTip(
+            "Share of training crops centred on a painted object (each object as often as "
+            "the others). Raise it (e.g. 0.8) when objects are small or sparse."
+        )
         self.voxel_size = QLineEdit()
         self.voxel_size.setPlaceholderText("X,Y,Z in nm, e.g. 10,10,40")
         self.iterations = _spin(1, 1_000_000, 2000)
@@ -163,6 +171,7 @@ class TrainWidget(QWidget):
         form.addRow("Batch", self.batch)
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Zoom augmentation", self.zoom)
+        form.addRow("Crops on objects", self.object_crops)
         form.addRow("Model name", self.model_name)
         form.addRow("Save in", self.out_dir)
         form.addRow("Fine-tune from", self.finetune)
@@ -243,6 +252,7 @@ class TrainWidget(QWidget):
             lr=self.learning_rate.value(),
             architecture=self.arch_combo.currentData(),
             scale=self.zoom.value(),
+            fg_fraction=self.object_crops.value(),
             init_from=self.finetune.folder(),
             class_names=names,
             class_values=values,

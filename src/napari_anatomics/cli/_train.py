@@ -57,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--elastic", type=float, default=0.0, metavar="PX", help="elastic warp")
     p.add_argument(
+        "--copy-paste",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of crops that get a painted object pasted in from elsewhere (e.g. 0.5: "
+        "objects seen away from their usual surroundings)",
+    )
+    p.add_argument(
         "--brightness",
         type=float,
         default=0.2,
@@ -126,6 +134,7 @@ def _train(args: argparse.Namespace) -> int:
         distance=args.distance,
         scale=args.zoom,
         elastic=args.elastic,
+        copy_paste=args.copy_paste,
         brightness=args.brightness,
         contrast=args.contrast,
         fg_fraction=args.object_crops,
