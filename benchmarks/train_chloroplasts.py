@@ -210,7 +210,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=0.5, help="zoom augmentation (0.5 = x0.67-1.5)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the training run")
     p.add_argument("--elastic", type=float, default=0.0, help="elastic strength (voxels)")
-    p.add_argument("--copy-paste", type=float, default=0.0, help="crops with a pasted object")
+    p.add_argument("--copy-paste", type=float, default=0.5, help="crops with a pasted object")
     p.add_argument("--brightness", type=float, default=0.2, help="largest shift (std units)")
     p.add_argument("--contrast", type=float, default=0.2, help="largest contrast change")
     p.add_argument("--by-area", action="store_true", help="centre crops by area, not by object")

@@ -482,15 +482,16 @@ def test_train_errors_become_clear_notifications(sample_viewer, qtbot, tmp_path)
     assert widget.model_folder is None
 
 
-def test_train_panel_model_choice_and_zoom(sample_viewer, qtbot, tmp_path):
+def test_train_panel_model_choice_and_augmentation(sample_viewer, qtbot, tmp_path):
     widget = _train_panel(sample_viewer, qtbot, tmp_path, iterations=1)
     widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("unet2d"))
     assert [box.value() for box in widget.window] == [1, 256, 256]
     assert not widget.window[0].isEnabled()
     widget.zoom.setValue(0.5)
     widget.object_crops.setValue(0.8)
+    widget.copy_paste.setValue(0.5)
     config = widget.config()
     assert (config.architecture, config.scale, config.window) == ("unet2d", 0.5, (1, 256, 256))
-    assert config.fg_fraction == 0.8
+    assert (config.fg_fraction, config.copy_paste) == (0.8, 0.5)
     widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("resunet3d"))
     assert widget.window[0].isEnabled() and widget.config().architecture == "resunet3d"

@@ -54,6 +54,16 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
     return box
 
 
+def _share(value: float, tooltip: str) -> QDoubleSpinBox:
+    """A 0-1 spin box in steps of 0.1."""
+    box = QDoubleSpinBox()
+    box.setRange(0.0, 1.0)
+    box.setSingleStep(0.1)
+    box.setValue(value)
+    box.setToolTip(tooltip)
+    return box
+
+
 def format_eta(seconds: float | None) -> str:
     """Remaining time as users read it: "ETA 1 min 05 s"."""
     if seconds is None or seconds != seconds or seconds < 0:
@@ -114,13 +124,16 @@ class TrainWidget(QWidget):
             "Show training crops zoomed by up to this much (0.5: x0.67 to x1.5): helps "
             "when the same kind of object comes in different sizes."
         )
-        self.object_crops = QDoubleSpinBox()
-        self.object_crops.setRange(0.0, 1.0)
-        self.object_crops.setSingleStep(0.1)
-        self.object_crops.setValue(0.5)
-        self.object_crops.setToolTip(
+        self.object_crops = _share(
+            0.5,
             "Share of training crops centred on a painted object (each object as often as "
-            "the others). Raise it (e.g. 0.8) when objects are small or sparse."
+            "the others). Raise it (e.g. 0.8) when objects are small or sparse.",
+        )
+        self.copy_paste = _share(
+            0.0,
+            "Share of training crops that get a painted object pasted in from elsewhere, so "
+            "objects are learnt by their look, not their surroundings (e.g. 0.5). Helps when "
+            "the objects also sit in cells unlike the painted ones.",
         )
         self.voxel_size = QLineEdit()
         self.voxel_size.setPlaceholderText("X,Y,Z in nm, e.g. 10,10,40")
@@ -172,6 +185,7 @@ class TrainWidget(QWidget):
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Zoom augmentation", self.zoom)
         form.addRow("Crops on objects", self.object_crops)
+        form.addRow("Copy-paste objects", self.copy_paste)
         form.addRow("Model name", self.model_name)
         form.addRow("Save in", self.out_dir)
         form.addRow("Fine-tune from", self.finetune)
@@ -253,6 +267,7 @@ class TrainWidget(QWidget):
             architecture=self.arch_combo.currentData(),
             scale=self.zoom.value(),
             fg_fraction=self.object_crops.value(),
+            copy_paste=self.copy_paste.value(),
             init_from=self.finetune.folder(),
             class_names=names,
             class_values=values,
