@@ -220,8 +220,8 @@ class CropSampler:
 
     def draw(self) -> tuple[int, int, int]:
         """Random crop origin (z, y, x) containing at least one annotated slice."""
-        wz, wy, wx = self.window
-        nz, ny, _ = self.data.shape
+        _, wy, wx = self.window
+        ny = self.data.shape[1]
         x0, x1 = self.x_range
         if self.fg_cells.size and self.rng.random() < self.fg_fraction:
             z, y, x = self._foreground_voxel()
@@ -232,8 +232,15 @@ class CropSampler:
             z = self.annotated_z[self.rng.integers(len(self.annotated_z))]
             y = int(self.rng.integers(ny))
             x = int(self.rng.integers(x0, x1))
+        return self._window_at(z, y, x)
+
+    def _window_at(self, z: int, y: int, x: int) -> tuple[int, int, int]:
+        """Origin of a window holding voxel (z, y, x): at a random z offset,
+        centred in y and x, moved inside the data (and ``x_range``)."""
+        wz, wy, wx = self.window
+        nz, ny, _ = self.data.shape
         z0 = int(np.clip(z - self.rng.integers(wz), 0, nz - wz))
-        return z0, self._start(y, wy, 0, ny), self._start(x, wx, x0, x1)
+        return z0, self._start(y, wy, 0, ny), self._start(x, wx, *self.x_range)
 
     def crop(self, origin: Sequence[int], augment: bool = True):
         """Image (1, z, y, x), targets and mask for one crop origin.
@@ -276,10 +283,8 @@ class CropSampler:
         """Paste a random painted object (the connected piece around a random
         object voxel, within a window-sized box) into the crop."""
         z, y, x = self._foreground_voxel()
-        (wz, wy, wx), (nz, ny, _) = image.shape, self.data.shape
-        z0 = int(np.clip(z - self.rng.integers(wz), 0, nz - wz))
-        y0, x0 = self._start(y, wy, 0, ny), self._start(x, wx, *self.x_range)
-        box = (slice(z0, z0 + wz), slice(y0, y0 + wy), slice(x0, x0 + wx))
+        z0, y0, x0 = self._window_at(z, y, x)
+        box = tuple(slice(o, o + w) for o, w in zip((z0, y0, x0), self.window))
         source = np.asarray(self.data.labels[box])
         value = int(source[z - z0, y - y0, x - x0])
         pieces = cc3d.connected_components(source == value, connectivity=26)
