@@ -88,7 +88,8 @@ def test_predict_writes_probabilities_labels_and_settings(model_and_image, capsy
     assert attrs["prediction"]["tta"] == 4 and attrs["postprocess"]["min_size"] == 3
     assert attrs["postprocess"]["seed_depth"] == 0.3
     assert attrs["postprocess"]["min_seed_size"] == 5
-    # the labels are the post-processing of the stored maps
+    # the labels are the post-processing of the stored maps (exact: the same uint8
+    # maps through the same code)
     expected = run_job(
         postprocess(
             probabilities,
@@ -149,13 +150,17 @@ def test_predict_options_and_errors(model_and_image, capsys):
 def test_predict_on_local_cluster_equals_single_process(model_and_image):
     model, image, root = model_and_image
     single, cluster = root / "single.zarr", root / "cluster.zarr"
-    args = ["--no-postprocess", "--memory-mb", "1"]
+    # float32: the comparison is about regions split over processes, not precision
+    args = ["--no-postprocess", "--memory-mb", "1", "--precision", "float32"]
     assert main(["predict", str(model), str(image), "--out", str(single), *args]) == 0
     assert (
         main(["predict", str(model), str(image), "--out", str(cluster), "--workers", "2", *args])
         == 0
     )
-    np.testing.assert_array_equal(
-        zarr.open_group(str(cluster))["probabilities"][:],
-        zarr.open_group(str(single))["probabilities"][:],
-    )
+    # Workers predict each region's tiles in their own batches, so the float32 maps
+    # differ by a few ulps (oneDNN's grouping, see test_inference.F32_REGROUPED); stored
+    # as uint8 (steps of 1/255), a value that close to a rounding boundary can land one
+    # step away, never more.
+    steps = zarr.open_group(str(cluster))["probabilities"][:].astype(np.int16)
+    steps -= zarr.open_group(str(single))["probabilities"][:]
+    assert np.abs(steps).max() <= 1
