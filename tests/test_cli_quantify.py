@@ -49,6 +49,7 @@ def test_stats(files, capsys):
     ids, counts = np.unique(s.labels[s.labels > 0], return_counts=True)
     np.testing.assert_array_equal(table["id"], ids)
     np.testing.assert_array_equal(table["voxels"], counts)
+    # float64 products of exact counts, read back from CSV: ulps, inside rtol=1e-7
     np.testing.assert_allclose(table["volume_um3"], counts * 4e-6)
     assert table["class"].tolist() == [["chl", "mito"][c - 1] for c in s.classes[ids]]
     assert "mean_intensity" in table

@@ -48,6 +48,7 @@ def test_meshes_per_instance(synth, tmp_path):
         assert len(verts) > 10 and len(faces) > 10 and faces.max() < len(verts)
         assert set(ply["vertex"]["id"]) == {row.id}
         lo, hi = _box_um(row)
+        # float32 vertices of a few µm: an ulp is < 5e-7 µm, 1e-5 µm is rounding only
         assert (verts >= lo - 1e-5).all() and (verts <= hi + 1e-5).all()
         # The surface wraps the object: its extent is the box's, up to half a voxel.
         np.testing.assert_allclose(verts.min(0), lo + VS_UM / 2, atol=VS_UM.max() / 2 + 1e-6)
@@ -58,7 +59,7 @@ def test_mesh_of_a_sphere_has_its_area_and_volume():
     ball = ((z * 40.0) ** 2 + (y * 10.0) ** 2 + (x * 10.0) ** 2 <= 280.0**2).astype(np.uint8)
     bbox = bounding_boxes(measure(ball, VOXEL))[1]
     areas = []
-    for smooth in (0, 10):
+    for smooth in (0, 10):  # bounds: the voxel steps' error, not rounding
         m = instance_mesh(ball, 1, bbox, VOXEL, smooth=smooth)
         tri = m.vertices[m.faces].astype(float)
         area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
@@ -80,12 +81,14 @@ def test_points_surface_all_and_downscale(tmp_path):
     assert len(every.vertices) == 210 and len(every.faces) == 0
     surface = instance_points(a, 3, bbox, VOXEL)
     assert len(surface.vertices) == 210 - 60
+    # float32 µm coordinates (index * voxel size): a few ulps, rtol 1e-6 is ~8
     np.testing.assert_allclose(every.vertices.min(0), [1 * 0.04, 2 * 0.01, 3 * 0.01], rtol=1e-6)
     coarse = instance_points(a, 3, bbox, VOXEL, surface=False, downscale=(1, 2, 2))
     assert len(coarse.vertices) == 5 * 3 * 3  # y 2,4,6 and x 4,6,8 (grid aligned to 0)
     f = write_ply(tmp_path / "p.ply", surface)
     back = read_ply(f)
-    np.testing.assert_allclose(_zyx(back["vertex"]), surface.vertices)
+    # exact by design: binary PLY stores the float32 vertices bit for bit
+    np.testing.assert_array_equal(_zyx(back["vertex"]), surface.vertices)
     assert len(back["face"]) == 0
 
 
@@ -113,7 +116,7 @@ def test_ply_round_trip_exact(tmp_path):
         rng.integers(0, 30, (20, 3)).astype(np.int32),
         np.arange(30, dtype=np.uint32),
     )
-    back = read_ply(write_ply(tmp_path / "m.ply", mesh))
+    back = read_ply(write_ply(tmp_path / "m.ply", mesh))  # binary float32: exact
     np.testing.assert_array_equal(_zyx(back["vertex"]), mesh.vertices)
     np.testing.assert_array_equal(back["face"], mesh.faces)
     np.testing.assert_array_equal(back["vertex"]["id"], mesh.ids)

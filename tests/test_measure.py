@@ -41,6 +41,8 @@ def test_boxes_exact(boxes):
     assert list(t.columns) == [c for c in COLUMNS if c not in ("class", "mean_intensity")]
     assert t["id"].tolist() == [1, 5, 9]
     assert t["voxels"].tolist() == [180, 24, 50]
+    # Float columns are float64 products and ratios of exact counts: a few ulps
+    # (~1e-16 relative) from the reference, far inside allclose's rtol=1e-7.
     np.testing.assert_allclose(t["volume_um3"], np.array([180, 24, 50]) * VOXEL_UM3)
     bbox = t[["bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1"]].to_numpy()
     np.testing.assert_array_equal(
@@ -59,7 +61,7 @@ def test_boxes_exact(boxes):
 
 
 def test_surface_of_a_sphere_in_anisotropic_voxels():
-    r_nm = 400.0
+    r_nm = 400.0  # the bounds below are the voxelization's error, not rounding
     z, y, x = np.ogrid[-12:13, -45:46, -45:46]
     ball = ((z * 40.0) ** 2 + (y * 10.0) ** 2 + (x * 10.0) ** 2 <= r_nm**2).astype(np.uint8)
     t = measure(ball, VOXEL)
@@ -95,12 +97,14 @@ def test_blockwise_equals_in_memory(monkeypatch):
         image=da.from_array(s.image, chunks=(5, 64, 40)),
         classes=da.from_array(s.semantic, chunks=(20, 10, 80)),
     )
-    pd.testing.assert_frame_equal(whole, chunked)
+    # Exact by design: every partial sum is an integer or a float64 sum of integer grey
+    # values (see napari_anatomics._blockstats), so any blocking gives the same bits.
+    pd.testing.assert_frame_equal(whole, chunked, check_exact=True)
     store = zarr.create_array(store={}, shape=s.labels.shape, chunks=(4, 64, 80), dtype="u4")
     store[:] = s.labels
     monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 4 * 64 * 80)
     slabs = measure(store, s.voxel_size, image=s.image, classes=s.semantic)
-    pd.testing.assert_frame_equal(whole, slabs)
+    pd.testing.assert_frame_equal(whole, slabs, check_exact=True)
 
 
 def test_large_ids_and_volume_input():
@@ -137,7 +141,7 @@ def test_job_progress_and_cancel(boxes, monkeypatch):
             break
     assert all(isinstance(e, Progress) for e in events)
     assert [e.step for e in events] == [1, 2, 3, 4] and events[-1].total == 4
-    pd.testing.assert_frame_equal(table, measure(boxes, VOXEL))
+    pd.testing.assert_frame_equal(table, measure(boxes, VOXEL), check_exact=True)
     token = CancelToken()
     job = measure_job(boxes, VOXEL, cancel=token)
     next(job)
@@ -152,6 +156,7 @@ def test_summarize(boxes):
     assert s.index.tolist() == ["chl", "mito", "all"]
     assert s.loc["all", "count"] == 3 and s.loc["chl", "count"] == 2
     vols = np.array([180, 24, 50]) * VOXEL_UM3
+    # float64 sums and statistics of three values: approx's default rel=1e-6 is ample
     assert s.loc["all", "sum_volume_um3"] == pytest.approx(vols.sum())
     assert s.loc["all", "median_volume_um3"] == pytest.approx(50 * VOXEL_UM3)
     assert s.loc["all", "std_volume_um3"] == pytest.approx(vols.std())
@@ -168,7 +173,9 @@ def test_write_csv_atomic_with_provenance(boxes, tmp_path):
     text = out.read_text().splitlines()
     assert "# voxel_size_nm_xyz: 10,10,40" in text and "# source: labels.tif" in text
     back = read_csv(out)
-    pd.testing.assert_frame_equal(back, t, check_exact=False)
+    # CSV text: the shortest repr of each float, parsed back by pandas' default
+    # ("high") converter, which may be an ulp off: 1e-12 relative
+    pd.testing.assert_frame_equal(back, t, check_exact=False, rtol=1e-12, atol=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.csv"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_csv(t, tmp_path / "missing" / "x.csv", VOXEL)
@@ -196,10 +203,11 @@ def test_both_strategies_agree(monkeypatch, chunks):
     for per_object in (10**9, 0, 1000):
         monkeypatch.setattr("napari_anatomics._blockstats.VOXELS_PER_OBJECT", per_object)
         tables.append(measure(labels, VOXEL, image=s.image, classes=s.semantic))
-    pd.testing.assert_frame_equal(tables[0], tables[1])
-    pd.testing.assert_frame_equal(tables[0], tables[2])
+    # Exact by design: both strategies give the same integer partial sums.
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+    pd.testing.assert_frame_equal(tables[0], tables[2], check_exact=True)
     quick = measure(labels, VOXEL, image=s.image, classes=s.semantic, surface=False)
-    pd.testing.assert_frame_equal(quick, tables[0].drop(columns="surface_um2"))
+    pd.testing.assert_frame_equal(quick, tables[0].drop(columns="surface_um2"), check_exact=True)
 
 
 def test_csv_has_normal_permissions(boxes, tmp_path):

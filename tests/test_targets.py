@@ -73,7 +73,7 @@ def test_contact_band_marks_where_objects_touch_and_weights_the_loss():
     assert mask.dtype == bool and mask.all()
     weighted = CropSampler(data, (3, 20, 30), "instance", rng, contact_weight=5.0)
     _, target_w, weights = weighted.crop((0, 0, 0), augment=False)
-    np.testing.assert_array_equal(target_w, target)
+    np.testing.assert_array_equal(target_w, target)  # exact: the same 0/1 targets
     assert weights.dtype == np.float32
     assert set(np.unique(weights[band])) == {5.0} and set(np.unique(weights[~band])) == {1.0}
 
@@ -112,6 +112,7 @@ def test_augmenter_moves_image_labels_and_mask_together():
     aug = Augmenter(brightness=0, contrast=0, elastic=0)
     for _ in range(10):
         image, lab, mask = aug(rng, labels.astype(np.float32), labels, labels % 2 == 0)
+        # exact by design: flips and rotations only move values
         np.testing.assert_array_equal(image, lab)
         np.testing.assert_array_equal(mask, lab % 2 == 0)
     image, lab, _ = Augmenter(elastic=2.0)(rng, labels.astype(np.float32), labels, labels > 0)
@@ -149,6 +150,7 @@ def test_paste_object_lands_on_painted_background_only():
         pasted = lab == 4  # a new id, one above the crop's largest
         assert pasted[0].sum() <= 9 and not pasted[1].any()  # not on unpainted voxels
         assert not (pasted & (labels == 3)).any()  # not over the object already there
+        # exact by design: pasting copies values
         np.testing.assert_array_equal(out[pasted], 7.0)
         np.testing.assert_array_equal(out[~pasted], 0.0)
         assert (lab[labels == 3] == 3).all()
@@ -165,7 +167,7 @@ def test_reduce_image_and_labels():
     data = da.from_array(np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4), chunks=2)
     mean = reduce_image(data, (1, 2, 2)).compute()
     assert mean.shape == (2, 2, 2)
-    assert mean[0, 0, 0] == pytest.approx(np.mean([0, 1, 4, 5]))
+    assert mean[0, 0, 0] == pytest.approx(np.mean([0, 1, 4, 5]))  # a float32 mean: ulps
     centre = reduce_labels(data, (1, 2, 2)).compute()
     assert centre[0, 0, 0] == data[0, 1, 1].compute()
 
@@ -192,6 +194,7 @@ def test_sampler_crops_hold_annotation_and_objects(cache_mb):
         expect = (image[z0 : z0 + 4, y0 : y0 + 16, x0 : x0 + 16] - data.normalization["mean"]) / (
             data.normalization["std"]
         )
+        # float32 crop vs a float64 reference of values |x| < 4: ulps (< 1e-6) apart
         np.testing.assert_allclose(img[0], expect, rtol=1e-5, atol=1e-5)
 
 
@@ -266,4 +269,6 @@ def test_resample_crop_keeps_ids():
     image, out, mask = resample_crop(labels.astype(np.float32), labels, labels > 0, (20, 20))
     assert out.shape == (1, 20, 20) and set(np.unique(out)) == {3, 9}
     assert (out[0, :10] == 3).all() and (out[0, 10:] == 9).all() and mask.all()
+    # linear interpolation of a constant, in float64 then stored as float32: 3.0 to the
+    # last float32 bit; allclose's rtol=1e-7 is below one float32 ulp
     np.testing.assert_allclose(image[0, 0], 3.0)
