@@ -47,6 +47,8 @@ def test_imagej_tiff_lazy_with_voxel_size(tmp_path, stack):
     volume = open_volume(path)
     assert isinstance(volume.data, da.Array)
     assert volume.data.chunksize == (1, 20, 30)  # one chunk per page
+    # Voxel sizes come from TIFF rationals or µm floats times 1000: a few ulps off the
+    # round number, so approx's default rel=1e-6 (here and below); images are exact.
     assert volume.voxel_size == pytest.approx((50.0, 10.0, 8.0))
     assert volume.voxel_size_origin == "file"
     np.testing.assert_array_equal(volume.data.compute(), stack)

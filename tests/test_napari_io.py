@@ -46,6 +46,7 @@ def test_reader_image_and_labels_with_scale(tmp_path):
     )
     tifffile.imwrite(tmp_path / "raw_labels.tif", labels)
     data, kwargs, kind = _read(tmp_path / "raw.tif")
+    # scales from TIFF rationals / µm floats: a few ulps, approx's rel=1e-6 (also below)
     assert kind == "image" and kwargs["scale"] == pytest.approx((40.0, 10.0, 10.0))
     np.testing.assert_array_equal(np.asarray(data), image)
     data, kwargs, kind = _read(tmp_path / "raw_labels.tif")  # integer + "labels" in the name

@@ -162,6 +162,7 @@ def test_line_plot_and_histogram(qtbot):
     hist.set_values([1, 2, 2, 3, 10], bins=3)
     assert hist.counts.tolist() == [4, 0, 1]
     hist.grab()
+    # ticks are float multiples of 0.2: ulps off the decimals, approx's rel=1e-6
     assert nice_ticks(0, 1, 5) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
@@ -195,6 +196,8 @@ def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
     biggest = int(widget.frame.sort_values("volume_um3").iloc[-1]["id"])
     widget.focus_object(biggest)
     z, y, x = np.argwhere(layer.data == biggest).mean(axis=0)
+    # the view snaps to a slice (within 40 nm); the camera's centre is the object's
+    # mean in nm (thousands), kept to 1e-3 relative: under one 40 nm voxel
     assert sample_viewer.dims.point[0] == pytest.approx(40.0 * round(z), abs=40.0)
     assert sample_viewer.camera.center[-2:] == pytest.approx((40.0 * y, 40.0 * x), rel=1e-3)
     assert layer.selected_label == biggest and layer.show_selected_label
@@ -208,7 +211,7 @@ def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
     widget._remember_camera(layer, None)
     sample_viewer.camera.zoom = 2 * zoom  # what napari's double_click_to_zoom does first
     _double_click(layer, inside)
-    assert sample_viewer.camera.zoom == pytest.approx(zoom)
+    assert sample_viewer.camera.zoom == pytest.approx(zoom)  # the stored float, restored
     assert not (layer.data == biggest).any()
     assert widget.table.rowCount() == ids.size - 1
     assert biggest not in set(widget.frame["id"])
