@@ -114,7 +114,7 @@ def test_large_ids_and_volume_input():
     t = measure(Volume(a, (1000.0, 1000.0, 1000.0)))
     assert t["id"].tolist() == [7, 2**40]
     assert t["voxels"].tolist() == [1, 6]
-    assert t["volume_um3"].tolist() == [1.0, 6.0]
+    assert t["volume_um3"].tolist() == [1.0, 6.0]  # 1 µm³ voxels: whole numbers, exact
     assert index_instances(a)["voxels"].tolist() == [1, 6]
     assert bounding_boxes(t)[7] == (slice(3, 4), slice(4, 5), slice(5, 6))
 

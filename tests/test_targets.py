@@ -47,6 +47,8 @@ def test_boundary_width_and_distance():
     maps = instance_targets(labels, distance=True)
     assert maps.shape == (3, 3, 20, 30)
     dist = maps[2]
+    # normalized by each object's own maximum: 1 up to float32 rounding (approx's
+    # rel=1e-6 is ~8 ulps); background is set to 0, exactly
     assert dist.max() == pytest.approx(1.0)
     assert dist.min() >= 0
     assert (dist[labels == 0] == 0).all()
@@ -75,6 +77,7 @@ def test_contact_band_marks_where_objects_touch_and_weights_the_loss():
     _, target_w, weights = weighted.crop((0, 0, 0), augment=False)
     np.testing.assert_array_equal(target_w, target)  # exact: the same 0/1 targets
     assert weights.dtype == np.float32
+    # exact by design: the weights are the constants 5 and 1, assigned
     assert set(np.unique(weights[band])) == {5.0} and set(np.unique(weights[~band])) == {1.0}
 
     # The weights scale the loss where they sit: a wrong contact costs 5x more.
