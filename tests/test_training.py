@@ -92,20 +92,23 @@ def weights(folder):
 
 
 def test_resume_equals_uninterrupted_run(synthetic, tmp_path):
-    run_job(train(*synthetic, TINY, tmp_path / "full"))
-    job = train(*synthetic, TINY, tmp_path / "parts")
+    # On the CPU with one thread the kernels are deterministic; CUDA's may not be
+    # (atomic adds in convolution gradients), so bit equality is only promised here.
+    tiny = replace(TINY, device="cpu")
+    run_job(train(*synthetic, tiny, tmp_path / "full"))
+    job = train(*synthetic, tiny, tmp_path / "parts")
     for event in job:
         if event.step == 5:
             break
     job.close()  # interrupted: the checkpoint is written on close
     assert load_checkpoint(tmp_path / "parts" / CHECKPOINT_NAME)["iteration"] == 5
     with pytest.raises(FileExistsError, match="resume"):
-        run_job(train(*synthetic, TINY, tmp_path / "parts"))
-    run_job(train(*synthetic, replace(TINY, resume=True), tmp_path / "parts"))
+        run_job(train(*synthetic, tiny, tmp_path / "parts"))
+    run_job(train(*synthetic, replace(tiny, resume=True), tmp_path / "parts"))
     full, parts = weights(tmp_path / "full"), weights(tmp_path / "parts")
     assert full.keys() == parts.keys()
-    # Exact by design: the same process, thread count (1), shapes and batches, with the
-    # RNG states restored from the checkpoint, runs the very same float32 operations.
+    # Exact by design: the same process, device, thread count (1), shapes and batches,
+    # with the RNG states restored from the checkpoint, runs the same float32 operations.
     for key in full:
         torch.testing.assert_close(parts[key], full[key], rtol=0, atol=0, msg=key)
     history = (tmp_path / "parts" / "history.csv").read_text().splitlines()
