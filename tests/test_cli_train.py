@@ -21,7 +21,8 @@ def test_train_then_list(tmp_path, capsys):
     args = ["train", "--images", str(image), "--labels", str(labels), "--task", "instance"]
     args += ["--out", str(tmp_path / "models" / "chloro"), "--window", "4,32,32"]
     args += ["--voxel-size", "10,10,40", "--iterations", "3", "--width", "4", "--depth", "3"]
-    args += ["--threads", "1", "--quiet", "--zoom", "0.5"]
+    args += ["--threads", "1", "--quiet", "--zoom", "0.5", "--arch", "resunet3d"]
+    args += ["--no-tune-decoding"]
     # float32: this test is about options reaching the model, not the precision path
     # (a non-default value still shows --precision is passed on)
     args += ["--object-crops", "0.8", "--contact-weight", "10", "--precision", "float32"]
@@ -30,8 +31,8 @@ def test_train_then_list(tmp_path, capsys):
     assert "3 iterations" in capsys.readouterr().out
     model = load_model(tmp_path / "models" / "chloro", device="cpu")
     assert model.config.voxel_size == (40.0, 10.0, 10.0)
-    assert model.config.training["scale"] == 0.5
-    assert model.config.training["fg_fraction"] == 0.8
+    assert model.config.training["zoom"] == 0.5
+    assert model.config.training["object_crops"] == 0.8
     assert model.config.training["contact_weight"] == 10.0
     assert model.config.training["precision"] == "float32"
     training = model.config.training
@@ -65,6 +66,8 @@ def test_train_bad_window_is_one_clear_line(tmp_path, capsys):
             str(tmp_path / "m"),
             "--window",
             "16,32,32",
+            "--architecture",
+            "resunet3d",
             "--quiet",
         ]
     )

@@ -29,8 +29,10 @@ TINY = TrainConfig(
     lr=5e-3,
     save_every=100,
     seed=3,
-    num_threads=1,
+    threads=1,
     precision="float32",
+    architecture="resunet3d",
+    tune_decoding=False,
 )
 
 
@@ -127,7 +129,7 @@ def test_cancel_leaves_loadable_model(synthetic, tmp_path):
 
 def test_time_limit_stops_and_fine_tune(synthetic, tmp_path):
     first = run_job(train(*synthetic, replace(TINY, iterations=3), tmp_path / "a"))
-    cfg = replace(TINY, iterations=10_000, time_limit_s=1.0, init_from=str(first))
+    cfg = replace(TINY, iterations=10_000, time_limit=1.0 / 60, init_from=str(first))
     out = run_job(train(*synthetic, cfg, tmp_path / "b"))
     model = load_model(out, device="cpu")
     # No count of iterations per second: the clock starts after the setup, so a slow
@@ -148,8 +150,9 @@ def test_time_limit_stops_and_fine_tune(synthetic, tmp_path):
         ({"val_fraction": 0.45, "window": (4, 32, 48)}, "validation split"),
         ({"architecture": "unet2d", "window": (4, 32, 32)}, "z = 1"),
         ({"iterations": 0}, "iterations must be at least 1"),
-        ({"precision": "half"}, "precision must be auto, mixed or float32"),
-        ({"contact_weight": 0.0}, "contact_weight must be positive"),
+        ({"precision": "half"}, "precision must be one of auto, mixed, float32"),
+        ({"contact_weight": 0.0}, r"contact_weight must be in \[0.001, 1000\]"),
+        ({"zoom": -1.0}, r"zoom must be in \[0, 2\]"),
     ],
 )
 def test_bad_settings_fail_before_training(synthetic, tmp_path, change, message):
@@ -186,7 +189,7 @@ def test_sparse_annotation_learns_objects_on_unpainted_slices(tmp_path):
     unpainted = [z for z in range(12) if z not in painted]
     assert (syn.labels[unpainted] > 0).sum() > 2000  # objects the mask must not teach as bg
     image = Volume(syn.image, syn.voxel_size, "user")
-    cfg = replace(TINY, iterations=60, lr=1e-2, fg_fraction=0.7)
+    cfg = replace(TINY, iterations=60, lr=1e-2, object_crops=0.7)
     run_job(train(image, Volume(sparse, syn.voxel_size), cfg, tmp_path / "masked"))
     off = replace(cfg, use_mask=False)
     run_job(train(image, Volume(sparse, syn.voxel_size), off, tmp_path / "unmasked"))

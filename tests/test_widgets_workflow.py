@@ -60,9 +60,11 @@ def tiny_model(tmp_path_factory) -> Path:
         window=(4, 32, 32),
         iterations=3,
         batch=1,
-        num_threads=1,
+        threads=1,
         width=8,
         precision="float32",  # any model will do: not about the precision path
+        architecture="resunet3d",
+        tune_decoding=False,
     )
     return run_job(train(image, labels, config, tmp_path_factory.mktemp("models") / "tiny"))
 
@@ -267,6 +269,7 @@ def _train_panel(viewer, qtbot, models: Path, iterations: int) -> TrainWidget:
     widget.image_combo.set_layer(viewer.layers["image"])
     widget.labels_combo.set_layer(viewer.layers["labels"])
     widget.task_combo.setCurrentText("instance")
+    widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("resunet3d"))
     for box, size in zip(widget.window, (4, 32, 32)):
         box.setValue(size)
     widget.iterations.setValue(iterations)
@@ -274,7 +277,7 @@ def _train_panel(viewer, qtbot, models: Path, iterations: int) -> TrainWidget:
     widget.model_name.setText("tiny")
     # These panels train to test the panel, not the precision path: float32 on every
     # machine (bfloat16 went NaN in the 3D net on one CPU, and NaN losses leave the plot).
-    widget.extra_settings = {"precision": "float32"}
+    widget.extra_settings = {"precision": "float32", "tune_decoding": False}
     return widget
 
 
@@ -550,13 +553,17 @@ def test_train_errors_become_clear_notifications(sample_viewer, qtbot, tmp_path)
 def test_train_panel_model_choice_and_augmentation(sample_viewer, qtbot, tmp_path):
     widget = _train_panel(sample_viewer, qtbot, tmp_path, iterations=1)
     widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("unet2d"))
-    assert [box.value() for box in widget.window] == [1, 256, 256]
+    # The window goes back to "auto" (the recipe's 1,256,256 for 2D, fitted to the data).
+    assert [box.text() for box in widget.window] == ["auto"] * 3
     assert not widget.window[0].isEnabled()
-    widget.zoom.setValue(0.5)
-    widget.object_crops.setValue(0.8)
-    widget.copy_paste.setValue(0.5)
+    widget.zoom.setValue(0.25)
+    widget.object_crops.setValue(0.6)
+    widget.copy_paste.setValue(0.3)
     config = widget.config()
-    assert (config.architecture, config.scale, config.window) == ("unet2d", 0.5, (1, 256, 256))
-    assert (config.fg_fraction, config.copy_paste) == (0.8, 0.5)
+    assert (config.architecture, config.zoom, config.window) == ("unet2d", 0.25, None)
+    assert (config.object_crops, config.copy_paste) == (0.6, 0.3)
+    for box, size in zip(widget.window, (1, 128, 128)):
+        box.setValue(size)
+    assert widget.config().window == (1, 128, 128)
     widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("resunet3d"))
     assert widget.window[0].isEnabled() and widget.config().architecture == "resunet3d"

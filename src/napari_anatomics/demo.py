@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cc3d
 import dask.array as da
@@ -26,8 +27,9 @@ from .measure import measure, summarize, write_csv
 from .model_store import HISTORY_NAME, load_model
 from .postprocess import SPLIT_TOUCHING, postprocess
 from .progress import Job, stage
+from .recipe import TrainConfig
 from .samples import SAMPLE_CREDIT, load_sample
-from .training import TrainConfig, train
+from .training import train
 from .volume import Volume, format_voxel_size
 
 
@@ -53,49 +55,31 @@ class DemoResult:
 def run_demo(
     out_dir: str | Path = "anatomics-demo",
     *,
-    iterations: int = 1500,
-    time_limit_s: float | None = 300.0,
+    time_limit: float | None = 5.0,
     train_fraction: float = 0.6,
-    architecture: str = "unet2d",
-    window: tuple[int, int, int] | None = None,
-    width: int = 16,
-    depth: int = 4,
-    batch: int | None = None,
-    zoom: float = 0.5,
-    tta: int = 4,
-    device: str = "auto",
-    seed: int = 0,
+    tta: int | None = None,
+    **settings: Any,
 ) -> Job[DemoResult]:
     """Run the demo loop; a job generator returning a :class:`DemoResult`.
+
+    The model is trained with the recipe's defaults
+    (:data:`napari_anatomics.recipe.SETTINGS`), as a user's first run would
+    be, and the prediction is decoded as the model chose on its painted data.
 
     Parameters
     ----------
     out_dir : str or Path
         Output folder; replaced if it holds an earlier demo.
-    iterations : int
-        Training iterations (the run also stops at ``time_limit_s``).
-    time_limit_s : float, optional
-        Wall-clock limit for training, in seconds.
+    time_limit : float, optional
+        Training minutes.
     train_fraction : float
         Share of the sample's y extent used for training (the top strip); the
-        rest is
-        auto-labelled and evaluated.
-    architecture : {"unet2d", "resunet3d"}
-        The network. The sample has 10 slices and its chloroplasts look alike
-        from slice to slice: a 2D U-Net per slice learns them faster on a CPU
-        (see ``benchmarks/train_chloroplasts.py``).
-    window : (int, int, int), optional
-        Training window (z, y, x); default (1, 160, 160) for 2D, (8, 64, 64) for 3D.
-    width, depth : int
-        Network size: channels of the top level, number of levels.
-    batch : int, optional
-        Crops per step; default 8 for 2D, 2 for 3D.
-    zoom : float
-        Zoom augmentation (0.5: crops shown at x0.67 to x1.5).
-    tta : {0, 4, 8}
-        Test-time augmentation of the prediction.
-    device : {"auto", "cpu", "cuda"}
-    seed : int
+        rest is auto-labelled and evaluated.
+    tta : {0, 4, 8}, optional
+        Test-time augmentation of the prediction (default: the model's choice).
+    **settings
+        Other :class:`~napari_anatomics.recipe.TrainConfig` settings
+        (iterations, architecture, seed, device...).
 
     Yields
     ------
@@ -128,20 +112,8 @@ def run_demo(
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    flat = architecture == "unet2d"
     config = TrainConfig(
-        task="instance",
-        architecture=architecture,
-        window=window or ((1, 160, 160) if flat else (8, 64, 64)),
-        width=width,
-        depth=depth,
-        scale=zoom,
-        iterations=iterations,
-        time_limit_s=time_limit_s,
-        batch=batch or (8 if flat else 2),
-        save_every=100,
-        device=device,
-        seed=seed,
+        **({"task": "instance", "time_limit": time_limit, "save_every": 100} | settings)
     )
     model_dir = yield from stage(
         "train", train(train_image, train_labels, config, out_dir / "model")
@@ -153,12 +125,13 @@ def run_demo(
     seconds["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    model = load_model(model_dir, device=device)
+    model = load_model(model_dir, device=config.device)
+    decoding = dict(model.config.decoding) or {"min_size": 50, **SPLIT_TOUCHING}
+    chosen = int(decoding.pop("tta", 0))
+    tta = chosen if tta is None else tta
     prediction = out_dir / "prediction.zarr"
     probs = yield from stage("predict", predict(model, test_image, prediction, tta=tta))
-    labels = yield from stage(
-        "postprocess", postprocess(probs, prediction, min_size=50, **SPLIT_TOUCHING)
-    )
+    labels = yield from stage("postprocess", postprocess(probs, prediction, **decoding))
     labels_np = np.asarray(labels[...])
     seconds["predict"] = time.perf_counter() - t0
 

@@ -29,6 +29,7 @@ from .blending import RegionPredictor
 from .model_store import TrainedModel
 from .progress import CancelToken, Job, Progress
 from .tiling import TilePlan
+from .training_runtime import cpu_threads
 from .volume import Volume
 
 OUTPUTS = ("uint8", "float16", "float32")
@@ -216,7 +217,7 @@ def predict(
     else:
         previous = torch.get_num_threads()
         if not predictor.cuda:
-            torch.set_num_threads(threads or _cores())
+            torch.set_num_threads(cpu_threads(threads))
         try:
             for index in todo:
                 region = plan.regions[index]
@@ -308,10 +309,3 @@ def _open_partial(group, path: Path, plan, config, settings, output, image):
         attributes=attrs,
     )
     return array, set()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1

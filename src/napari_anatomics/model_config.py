@@ -49,6 +49,12 @@ class ModelConfig:
         "out_channels": n, ...}`` plus the builder's own keys (width, depth, ...).
     targets : list of str
         Meaning of each output channel.
+    decoding : dict
+        How prediction turns this model's maps into labels, chosen on the
+        painted data after training (keywords of
+        :func:`napari_anatomics.postprocess.postprocess`; empty: its defaults).
+    validation : dict
+        How good the model is on the held-out painted data (Dice, AP@0.5...).
     """
 
     task: Task
@@ -64,6 +70,8 @@ class ModelConfig:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    decoding: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     name: str = ""
 

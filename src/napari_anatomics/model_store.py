@@ -19,6 +19,7 @@ import torch
 
 from .model_config import ModelConfig
 from .models import build_network, run_network
+from .numerics import non_finite_tensors
 
 
 @dataclass
@@ -50,7 +51,10 @@ WEIGHTS_NAME = "weights.pt"
 HISTORY_NAME = "history.csv"
 CHECKPOINT_NAME = "checkpoint.pt"
 #: Columns of ``history.csv``.
-HISTORY_FIELDS = ("iteration", "loss", "lr", "it_s", "val_dice", "seconds")
+#: ``precision``: the dtype the step ran in; ``skipped``: non-finite steps so far (never applied).
+HISTORY_FIELDS = (
+    "iteration", "loss", "lr", "it_s", "val_dice", "seconds", "precision", "skipped"
+)
 
 
 @dataclass
@@ -132,6 +136,12 @@ def save_model(
     if not config.name:
         config.name = folder.name
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    broken = non_finite_tensors(state)
+    if broken:
+        raise ValueError(
+            f"refusing to save {folder}: {len(broken)} weight tensors hold NaN or inf "
+            f"({broken[0]}, ...); the earlier saved model, if any, is kept"
+        )
     _atomic_torch_save(state, folder / WEIGHTS_NAME)
     config.save(folder)
     tmp = folder / (HISTORY_NAME + ".tmp")
@@ -171,16 +181,30 @@ def load_model(folder: str | Path, device: str | torch.device = "auto") -> Train
     if not weights.is_file():
         raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}: the model was never saved")
     state = _safe_load(weights)
+    broken = non_finite_tensors(state)
+    if broken:
+        raise ValueError(
+            f"{weights} holds NaN or inf in {len(broken)} tensors ({broken[0]}, ...): the "
+            "training that made it diverged and the model cannot predict; train it again "
+            "(with --precision float32 if it ran in mixed precision)"
+        )
     net = build_network(config)
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(
-            f"{weights} does not fit the network described in {folder / 'config.json'}: "
-            f"{str(err).splitlines()[0]}"
+            f"{weights} does not fit the network described in {folder / 'config.json'} "
+            f"({_first_mismatch(err)}): the two files come from different models; "
+            "copy the model folder whole"
         ) from None
     net.to(device).eval()
     return TrainedModel(net, config, device, folder)
+
+
+def _first_mismatch(err: RuntimeError) -> str:
+    """The first concrete line of a ``load_state_dict`` error (size mismatch, missing key)."""
+    lines = [ln.strip().rstrip(".") for ln in str(err).splitlines() if ln.strip()]
+    return lines[1] if len(lines) > 1 else lines[0]
 
 
 def list_models(root: str | Path) -> list[ModelInfo]:

@@ -45,6 +45,9 @@ class Progress:
     payload : object
         Optional data for the consumer, e.g. the region of the output that
         was just written, so a viewer can refresh that tile.
+    note : bool
+        The message is worth keeping as a log line (a run's recipe, a switch
+        to float32...), not just a status that the next event replaces.
     """
 
     step: int
@@ -52,6 +55,7 @@ class Progress:
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     payload: Any = None
+    note: bool = False
 
     @property
     def fraction(self) -> float | None:
@@ -117,4 +121,4 @@ def stage(name: str, job: Job[T]) -> Job[T]:
         except StopIteration as stop:
             return stop.value
         message = f"{name}: {event.message}" if event.message else name
-        yield Progress(event.step, event.total, message, event.metrics, event.payload)
+        yield Progress(event.step, event.total, message, event.metrics, event.payload, event.note)

@@ -187,8 +187,10 @@ class CropSampler:
         self.paste = float(paste)
         x0, x1 = self.x_range
         cells = data.fg_cells
-        centres = cells[:, 2] * FG_CELL + FG_CELL // 2
-        self.fg_cells = cells[(centres >= x0) & (centres < x1)]
+        # Whole cells only: a painted voxel drawn from a cell reaching past
+        # ``x_range`` could not be held by a window inside it.
+        left = cells[:, 2] * FG_CELL
+        self.fg_cells = cells[(left >= x0) & (left + FG_CELL <= x1)]
         weights = _object_weights(self.fg_cells) if balance else None
         self._cell_cdf = np.cumsum(weights) if weights is not None else None
         self.annotated_z = np.flatnonzero(data.annotated)

@@ -1,34 +1,39 @@
 """Training: learn semantic or instance segmentation from a few painted slices.
 
 :func:`train` is a job generator (see :mod:`~napari_anatomics.progress`): it
-checks the data and the settings first (clear errors before any training),
-then yields one :class:`Progress` per iteration (loss, learning rate, it/s,
-ETA, validation Dice) and returns the model folder.
+decides the settings left to the data (:mod:`~napari_anatomics.recipe_auto`),
+checks data and settings (clear errors before any training), yields one
+:class:`Progress` per iteration (loss, learning rate, it/s, ETA, validation
+Dice), then chooses the model's decoding on the painted data
+(:mod:`~napari_anatomics.decoding`) and returns the model folder.
 
 * Only painted slices count (see :mod:`~napari_anatomics.targets`).
 * AdamW with linear warmup and cosine decay; with a time limit the cosine
   follows whichever of iterations or time runs out first.
-* CUDA with mixed precision (float16 autocast + GradScaler) when present, else
-  the CPU with one torch thread per core, in bfloat16 autocast where the CPU
-  has bfloat16 hardware (AMX, AVX-512 BF16; twice the steps per minute).
+* CUDA or the CPU (every usable core). Mixed precision (float16 on CUDA,
+  bfloat16 on CPUs with the hardware) only after it passes a check against
+  float32 on the first real batch; a step whose loss or gradient is not
+  finite is skipped (:mod:`~napari_anatomics.numerics`), and a mixed run
+  that keeps producing them switches to float32, saying so in the progress
+  events, ``history.csv`` and ``config.json``. Non-finite steps in float32
+  stop the run with a clear message; non-finite weights are never saved.
 * Checkpoints (``checkpoint.pt``) every ``save_every`` iterations, at the end,
   on cancel and when the generator is closed, written atomically. ``resume``
-  restores weights, optimizer, scaler, iteration, elapsed time and the
-  torch/numpy/python random states, so a resumed seeded run equals an
+  restores weights, optimizer, scaler, precision, iteration, elapsed time and
+  the torch/numpy/python random states, so a resumed seeded run equals an
   uninterrupted one. ``init_from`` fine-tunes an earlier model.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from .augment import Augmenter
+from .decoding import tune_decoding
 from .losses import dice_score, instance_loss, semantic_loss
 from .model_config import ModelConfig
 from .model_store import (
@@ -40,12 +45,14 @@ from .model_store import (
     save_model,
 )
 from .models import build_network, run_network
-from .progress import CancelToken, Job, Progress
+from .numerics import compare_precision, dtype_name, guarded_step
+from .progress import CancelToken, Job, Progress, stage
+from .recipe import TrainConfig
+from .recipe_auto import resolve
 from .sampling import CropSampler, prepare_data
 from .training_checks import check_training_data
 from .training_runtime import (
     autocast_dtype,
-    cpu_threads,
     device_for,
     get_rng_states,
     seed_everything,
@@ -53,138 +60,19 @@ from .training_runtime import (
 )
 from .volume import Volume
 
-#: Default (z, y, x) windows at model resolution.
-DEFAULT_WINDOW_3D = (8, 128, 128)
-DEFAULT_WINDOW_2D = (1, 256, 256)
+#: Non-finite steps within :data:`SWITCH_WINDOW` iterations after which a mixed-precision
+#: run switches to float32 (float16 on CUDA skips a few steps while its loss scale
+#: settles: more there).
+SWITCH_AFTER = {torch.bfloat16: 3, torch.float16: 20}
+SWITCH_WINDOW = 100
+#: Batches the first check of mixed precision runs on (failures can be intermittent).
+CHECK_BATCHES = 2
+#: Non-finite float32 steps in a row that stop the run.
+STOP_AFTER = 5
 
 
-@dataclass
-class TrainConfig:
-    """Settings of one training run (stored in the model's ``config.json``).
-
-    Parameters
-    ----------
-    task : {"semantic", "instance"}
-    window : (int, int, int), optional
-        Crop (z, y, x) at model resolution; default (8, 128, 128) for 3D and
-        (1, 256, 256) for 2D, shrunk to the volume.
-    voxel_size : (float, float, float), optional
-        (z, y, x) nm; default: the image's.
-    downsample : (int, int, int)
-        (z, y, x) reduction before the network (block mean for the image,
-        centre voxel for the labels); prediction restores full resolution.
-    iterations, batch, lr, weight_decay, warmup : training schedule.
-    save_every : int
-        Checkpoint every N iterations.
-    time_limit_s : float, optional
-        Stop (and save) after this many seconds of training.
-    val_fraction : float
-        Hold out this fraction of the x extent for a validation Dice.
-    val_every : int, optional
-        Validate every N iterations (default: ``save_every``).
-    init_from : path, optional
-        Model folder to start from (fine-tuning).
-    resume : bool
-        Continue the run whose checkpoint is in the output folder.
-    device : {"auto", "cpu", "cuda"}
-    architecture : {"resunet3d", "unet2d"}
-    width, depth : int
-        Network size (channels of the top level, number of levels).
-    norm : {"batch", "instance", "group"}
-        Normalization of the 3D U-Net.
-    encoder : str
-        smp encoder of the 2D U-Net (``encoder_weights=None``).
-    distance : bool
-        Instance task: add a distance channel ("BCD" targets).
-    boundary_width : int
-        Instance task: half-width of the boundary band (voxels).
-    contact_weight : float
-        Instance task: loss weight of the voxels where two painted objects
-        touch (1 = like any voxel). Raising it puts more of the loss on the
-        boundary between touching objects, otherwise a tiny share (~1 % of
-        the boundary voxels of the chloroplast data, where a weight of 10 did
-        not remove the merges).
-    seed : int
-    ignore_value : int, optional
-        Label value meaning "not painted".
-    class_names, class_values : list, optional
-        Semantic classes (default: every painted value, named ``class_<v>``).
-    precision : {"auto", "mixed", "float32"}
-        Mixed precision (float16 on CUDA, bfloat16 on the CPU) or float32;
-        "auto" mixes on CUDA and on CPUs with bfloat16 hardware.
-    num_threads : int, optional
-        CPU threads (default: one per idle core, see :func:`cpu_threads`).
-    fg_fraction : float
-        Share of crops centred on a painted object.
-    balance_objects : bool
-        Centre those crops on each object equally often (else by area).
-    augment, elastic, scale : augmentation switches (elastic: strength in voxels;
-        scale: largest in-plane zoom, 0.25 = x0.8 to x1.25).
-    copy_paste : float
-        Share of crops that get one more painted object pasted in from
-        elsewhere (copy-paste augmentation: objects seen away from their
-        usual surroundings); 0 disables it.
-    brightness, contrast : float
-        Intensity augmentation: largest shift of the normalized image (std
-        units) and largest relative change of contrast (0.2 = x0.8 to x1.2).
-        Raise them when the stack to label is darker, paler or flatter than
-        the painted region.
-    use_mask : bool
-        Mask unannotated slices out of the loss (turn off only to compare).
-    cache_mb : float
-        Keep the reduced training data in memory below this size.
-    """
-
-    task: Literal["semantic", "instance"] = "instance"
-    window: tuple[int, int, int] | None = None
-    voxel_size: tuple[float, float, float] | None = None
-    downsample: tuple[int, int, int] = (1, 1, 1)
-    iterations: int = 1000
-    batch: int = 2
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup: int = 50
-    save_every: int = 200
-    time_limit_s: float | None = None
-    val_fraction: float = 0.0
-    val_every: int | None = None
-    init_from: str | None = None
-    resume: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    architecture: str = "resunet3d"
-    width: int = 16
-    depth: int = 4
-    norm: str = "batch"
-    encoder: str = "resnet18"
-    distance: bool = False
-    boundary_width: int = 1
-    contact_weight: float = 1.0
-    seed: int = 0
-    ignore_value: int | None = None
-    class_names: list[str] | None = None
-    class_values: list[int] | None = None
-    num_threads: int | None = None
-    precision: Literal["auto", "mixed", "float32"] = "auto"
-    fg_fraction: float = 0.5
-    balance_objects: bool = True
-    augment: bool = True
-    elastic: float = 0.0
-    scale: float = 0.0
-    copy_paste: float = 0.0
-    brightness: float = 0.2
-    contrast: float = 0.2
-    use_mask: bool = True
-    cache_mb: float = 1024.0
-
-    def validate(self, image: Volume, labels: Volume) -> ModelConfig:
-        """Check settings and data before training; return the model config to train.
-
-        Raises
-        ------
-        ValueError
-            With a message saying what to change (window, downsampling, labels...).
-        """
-        return check_training_data(self, image, labels)
+class NonFiniteTraining(RuntimeError):
+    """Training produced NaN or inf in float32 too; the last finite model is saved."""
 
 
 def train(
@@ -201,23 +89,33 @@ def train(
     image, labels : Volume
         (z, y, x) image and painted labels of the same shape (lazy).
     config : TrainConfig
+        Settings; those left ``None``/``"auto"`` are decided from the data.
     out_dir : str or Path
         Model folder to write (config.json, weights.pt, history.csv, checkpoint.pt).
     cancel : CancelToken, optional
-        Stops training at the next iteration; the model is saved.
+        Stops training at the next iteration; the model is saved (not tuned).
 
     Yields
     ------
     Progress
-        ``metrics``: iteration, loss, lr, it_s, eta_s, and val_dice when validating.
+        The first event's message is the recipe; ``metrics``: iteration, loss,
+        lr, it_s, eta_s, skipped, and val_dice when validating.
 
     Returns
     -------
     Path
         The model folder.
+
+    Raises
+    ------
+    NonFiniteTraining
+        When steps keep giving NaN or inf in float32 (the model so far is saved).
     """
     out_dir = Path(out_dir)
-    mconfig = config.validate(image, labels)
+    config, why, painted = resolve(config, image, labels)
+    mconfig = check_training_data(config, image, labels)
+    mconfig.training["auto"] = why
+    mconfig.training["painted"] = painted.to_dict()
     if (out_dir / CHECKPOINT_NAME).exists() and not config.resume:
         raise FileExistsError(
             f"{out_dir} already holds a trained model: choose another output folder, "
@@ -226,14 +124,27 @@ def train(
     if config.resume:
         _check_resumable(out_dir, mconfig)
     device = device_for(config.device)
-    yield Progress(0, config.iterations, "preparing data")
+    yield Progress(0, config.iterations, describe_recipe(config, why, device), note=True)
     old_threads = torch.get_num_threads()
     if device.type == "cpu":
-        torch.set_num_threads(config.num_threads or cpu_threads())
+        torch.set_num_threads(config.threads)
     try:
         return (yield from _run(image, labels, config, mconfig, out_dir, device, cancel))
     finally:
         torch.set_num_threads(old_threads)
+
+
+def describe_recipe(config: TrainConfig, why: dict[str, str], device: torch.device) -> str:
+    """One line naming the recipe of a run (the data-decided settings with their reason)."""
+    chosen = "; ".join(f"{k} {v}" for k, v in why.items())
+    threads = f", {config.threads} threads" if device.type == "cpu" else ""
+    return (
+        f"recipe: {config.task}, {config.architecture} on {device.type}{threads}, "
+        f"downsample {','.join(map(str, config.downsample))}, batch {config.batch}, "
+        f"lr {config.lr:g}, zoom {config.zoom:g}, object crops {config.object_crops:g}, "
+        f"copy-paste {config.copy_paste:g}, held out {config.val_fraction:g}"
+        + (f" (chosen: {chosen})" if chosen else "")
+    )
 
 
 def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
@@ -266,13 +177,13 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         distance=config.distance,
         boundary_width=config.boundary_width,
         contact_weight=config.contact_weight,
-        fg_fraction=config.fg_fraction,
+        fg_fraction=config.object_crops,
         balance=config.balance_objects,
         augmenter=Augmenter(
             brightness=config.brightness,
             contrast=config.contrast,
             elastic=config.elastic,
-            scale=config.scale,
+            scale=config.zoom,
         )
         if config.augment
         else None,
@@ -281,18 +192,55 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
     val_crops = _val_origins(data, mconfig.window, x_split) if config.val_fraction else []
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp = autocast_dtype(device, config.precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    state = {"iteration": 0, "elapsed": 0.0, "history": []}
+    state = {"iteration": 0, "elapsed": 0.0, "history": [], "skipped": 0, "precision": []}
     if config.resume:
         ckpt = load_checkpoint(out_dir / CHECKPOINT_NAME, device)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
         state = {k: ckpt[k] for k in ("iteration", "elapsed", "history")}
+        state["skipped"] = int(ckpt.get("skipped", 0))
+        state["precision"] = list(mconfig_precision_events(out_dir))
+        if ckpt.get("precision") == "float32":
+            amp = None
         set_rng_states(ckpt["rng"], rng)
     loss_fn = semantic_loss if config.task == "semantic" else instance_loss
+
+    def loss_of(batch) -> torch.Tensor:
+        x, y, m = (torch.from_numpy(a).to(device, non_blocking=True) for a in batch)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            logits = _forward(net, x, config.architecture)
+        return loss_fn(logits.float(), y, m)
+
+    def record(it: int, event: str) -> Progress:
+        state["precision"].append({"iteration": it, "precision": dtype_name(amp), "event": event})
+        mconfig.training["precision_events"] = state["precision"]
+        mconfig.training["precision_used"] = dtype_name(amp)
+        return Progress(it, config.iterations, event, note=True)
+
+    if amp is not None and not config.resume:
+        net.train()
+        for _ in range(CHECK_BATCHES):
+            batch = sampler.batch(config.batch)
+            check = compare_precision(net, lambda b=batch: loss_of(b), device, amp)
+            if not check.ok:
+                break
+        name = dtype_name(amp)
+        if check.ok:
+            yield record(0, f"{name} checked on a real batch: loss {check.loss_mixed:.4g} "
+                            f"(float32 {check.loss_float32:.4g}), gradient cosine "
+                            f"{check.cosine:.3f}: training in {name}")
+        else:
+            amp = None
+            yield record(0, f"{name} failed its check on a real batch ({check.reason}): "
+                            "training in float32")
+    else:
+        mconfig.training["precision_used"] = dtype_name(amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    if config.resume and "scaler" in ckpt and scaler.is_enabled():
+        scaler.load_state_dict(ckpt["scaler"])
     val_every = config.val_every or config.save_every
-    start_it, last_saved = state["iteration"], state["iteration"]
+    start_it, last_saved, streak = state["iteration"], state["iteration"], 0
+    recent: list[int] = []  # iterations of recent non-finite steps
     t_start = time.perf_counter() - state["elapsed"]
     t_run = time.perf_counter()
 
@@ -309,10 +257,13 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
                 "iteration": state["iteration"],
                 "elapsed": state["elapsed"],
                 "history": state["history"],
+                "skipped": state["skipped"],
+                "precision": dtype_name(amp),
                 "rng": get_rng_states(rng),
             },
         )
 
+    finished = False
     try:
         net.train()
         while state["iteration"] < config.iterations:
@@ -327,10 +278,35 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
             lr = _lr(config, state["iteration"], progress)
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = _step(net, opt, scaler, sampler, config, loss_fn, device, amp)
+            loss, applied = guarded_step(
+                net, opt, scaler, lambda: loss_of(sampler.batch(config.batch))
+            )
             state["iteration"] += 1
             it = state["iteration"]
-            metrics = {"iteration": float(it), "loss": loss, "lr": lr}
+            if applied:
+                streak = 0
+            else:
+                state["skipped"] += 1
+                streak += 1
+                recent = [i for i in recent if i > it - SWITCH_WINDOW] + [it]
+                if amp is not None:
+                    reason = _switch_reason(net, sampler, config, device, amp, recent, loss_of)
+                    if reason:
+                        amp = None
+                        scaler = torch.amp.GradScaler("cuda", enabled=False)
+                        yield record(it, f"{reason} at iteration {it}: switched to float32 "
+                                         "(non-finite steps were skipped, the weights are "
+                                         "the last finite ones)")
+                        streak, recent = 0, []
+                elif streak >= STOP_AFTER:
+                    raise NonFiniteTraining(
+                        f"training stopped at iteration {it}: {streak} steps in a row gave "
+                        f"NaN or inf in float32 (the last finite model is saved in {out_dir}); "
+                        f"try a lower learning rate (--lr {config.lr / 4:g}) and check the "
+                        "image for blank or saturated regions"
+                    )
+            metrics = {"iteration": float(it), "loss": loss, "lr": lr,
+                       "skipped": float(state["skipped"])}
             if val_crops and (it % val_every == 0 or it == config.iterations):
                 metrics["val_dice"] = _validate(net, sampler, val_crops, config, device, amp)
                 net.train()
@@ -338,31 +314,53 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
             metrics["it_s"] = (it - start_it) / max(now - t_run, 1e-9)
             metrics["eta_s"] = _eta(config, it, metrics["it_s"], now - t_start)
             state["history"].append(
-                {k: metrics.get(k, "") for k in HISTORY_FIELDS} | {"seconds": now - t_start}
+                {k: metrics.get(k, "") for k in HISTORY_FIELDS}
+                | {"seconds": now - t_start, "precision": dtype_name(amp)}
             )
             if it % config.save_every == 0:
                 save()
                 last_saved = it
             yield Progress(it, config.iterations, f"iteration {it}", metrics)
+        finished = cancel is None or not cancel.cancelled
     finally:
         if state["iteration"] != last_saved or not (out_dir / CHECKPOINT_NAME).exists():
             save()
+    if finished and config.tune_decoding and state["iteration"] > state["skipped"]:
+        net.eval()
+        result = yield from stage(
+            "decoding",
+            tune_decoding(net, mconfig, image, labels, x_split, device, amp, cancel),
+        )
+        if result is not None:
+            mconfig.decoding, mconfig.validation = result
+            mconfig.save(out_dir)
     return out_dir
 
 
-def _step(net, opt, scaler, sampler, config, loss_fn, device, amp) -> float:
-    image, target, mask = sampler.batch(config.batch)
-    x = torch.from_numpy(image).to(device, non_blocking=True)
-    y = torch.from_numpy(target).to(device, non_blocking=True)
-    m = torch.from_numpy(mask).to(device, non_blocking=True)
-    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-        logits = _forward(net, x, config.architecture)
-    loss = loss_fn(logits.float(), y, m)
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(opt)
-    scaler.update()
-    return float(loss.detach())
+def mconfig_precision_events(out_dir: Path) -> list[dict]:
+    """Precision events recorded in a model folder's config (for a resumed run)."""
+    try:
+        return list(ModelConfig.load(out_dir).training.get("precision_events", []))
+    except (OSError, ValueError):
+        return []
+
+
+def _switch_reason(net, sampler, config, device, amp, recent, loss_of) -> str:
+    """Why a mixed-precision run should go to float32 now ("" to keep going).
+
+    ``recent`` holds the iterations of the non-finite steps of the last
+    :data:`SWITCH_WINDOW`; the first one is re-checked against float32.
+    """
+    name = dtype_name(amp)
+    if len(recent) >= SWITCH_AFTER.get(amp, 3):
+        return f"{len(recent)} of the last {SWITCH_WINDOW} {name} steps gave NaN or inf"
+    if len(recent) == 1:
+        batch = sampler.batch(config.batch)
+        check = compare_precision(net, lambda: loss_of(batch), device, amp)
+        net.train()
+        if not check.ok:
+            return f"a {name} step gave NaN or inf and the re-check failed ({check.reason})"
+    return ""
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, architecture: str) -> torch.Tensor:
@@ -450,4 +448,4 @@ def _init_from(net: torch.nn.Module, mconfig: ModelConfig, folder: Path) -> None
     mconfig.training["init_from"] = str(folder)
 
 
-__all__ = ["TrainConfig", "cpu_threads", "train"]
+__all__ = ["NonFiniteTraining", "TrainConfig", "train"]

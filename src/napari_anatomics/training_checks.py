@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -21,11 +21,10 @@ import torch
 from .checks import check
 from .model_config import CONFIG_NAME, ModelConfig
 from .models import ARCHITECTURES, network_factor, plan_architecture
+from .recipe import TrainConfig
+from .recipe_auto import default_window
 from .training_runtime import check_precision
 from .volume import Volume
-
-if TYPE_CHECKING:
-    from .training import TrainConfig
 
 
 def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> ModelConfig:
@@ -36,8 +35,6 @@ def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> M
     ValueError
         Naming the problem and the fix.
     """
-    from .training import DEFAULT_WINDOW_2D, DEFAULT_WINDOW_3D
-
     _check_settings(config)
     if image.ndim != 3 or labels.ndim != 3:
         raise ValueError(
@@ -66,7 +63,7 @@ def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> M
         )
     flat = config.architecture == "unet2d"
     requested = config.window
-    default = DEFAULT_WINDOW_2D if flat else DEFAULT_WINDOW_3D
+    default = default_window(config.architecture)
     window = tuple(requested or (min(d, s) for d, s in zip(default, model_shape)))
     if flat and window[0] != 1:
         raise ValueError(
@@ -107,10 +104,11 @@ def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> M
         "shape": list(image.shape),
         "annotated_slices": report.annotated_slices,
     }
-    return model_config_for(config, voxel, window, classes, values, data)  # type: ignore[arg-type]
+    return model_config_for(config, voxel, window, classes, values, data)
 
 
 def _check_settings(config: TrainConfig) -> None:
+    config.check_ranges()
     if config.task not in ("semantic", "instance"):
         raise ValueError(f"task must be 'semantic' or 'instance', not {config.task!r}")
     if config.architecture not in ARCHITECTURES:
@@ -126,17 +124,9 @@ def _check_settings(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be at least 1, not {getattr(config, name)}")
     if config.window is not None and (len(config.window) != 3 or min(config.window) < 1):
         raise ValueError(f"window must be three positive sizes (z, y, x), not {config.window}")
-    if not config.lr > 0:
-        raise ValueError(f"learning rate must be positive, not {config.lr}")
-    if not 0 <= config.val_fraction < 0.5:
-        raise ValueError(f"val_fraction must be in [0, 0.5), not {config.val_fraction}")
-    if config.time_limit_s is not None and config.time_limit_s <= 0:
-        raise ValueError(f"time limit must be positive, not {config.time_limit_s}")
     if config.init_from and not (Path(config.init_from) / CONFIG_NAME).is_file():
         raise ValueError(f"cannot fine-tune from {config.init_from}: it is not a model folder")
     check_precision(config.precision)
-    if not config.contact_weight > 0:
-        raise ValueError(f"contact_weight must be positive, not {config.contact_weight}")
 
 
 def _check_split(config: TrainConfig, window, model_shape) -> None:

@@ -1,4 +1,4 @@
-"""Where and how reproducibly training runs: device, CPU threads, seeds, RNG states.
+"""Where and how jobs run: device, CPU threads, precision, seeds, RNG states.
 
 RNG states are stored as JSON text and tensors so that checkpoints load with
 ``torch.load(weights_only=True)``.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,19 +67,65 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     return torch.bfloat16 if precision == "mixed" or cpu_has_bf16() else None
 
 
-def cpu_threads() -> int:
-    """Torch threads for training: one per core, fewer on a machine already busy.
+def usable_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota.
 
-    Measured on 2 shared cores with a load average of 7: a 3D U-Net step took
-    3-5x longer in wall time with 2 threads than with 1, because each
-    synchronised thread waits for the other to be scheduled.
+    No guess from the load average: it lags by minutes (an idle machine still
+    reads ~1 right after a job), and a run that starts then would keep half
+    the machine idle for its whole length.
     """
-    cores = os.cpu_count() or 1
     try:
-        busy = os.getloadavg()[0]
-    except OSError:  # not available on every platform
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, int(quota)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs allowed by the cgroup (v2 ``cpu.max`` or v1 CFS quota), None if unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else float(quota) / float(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        base = Path("/sys/fs/cgroup/cpu")
+        quota_us = float((base / "cpu.cfs_quota_us").read_text())
+        period_us = float((base / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+
+
+#: Environment variable that sets the torch threads of every job (e.g. 1 in CI).
+THREADS_ENV = "ANATOMICS_THREADS"
+
+
+def cpu_threads(requested: int | None = None) -> int:
+    """Torch CPU threads for a job: ``requested``, else ``$ANATOMICS_THREADS``, else
+    every usable core (:func:`usable_cores`).
+
+    Raises
+    ------
+    ValueError
+        If ``requested`` or the environment variable is not a whole number >= 1.
+    """
+    if requested is not None:
+        if int(requested) < 1:
+            raise ValueError(f"threads must be at least 1, not {requested}")
+        return int(requested)
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(
+                f"{THREADS_ENV}={text!r} is not a number of threads: set it to a whole "
+                "number >= 1, or unset it to use every core"
+            )
+        return int(text)
+    return usable_cores()
 
 
 def seed_everything(seed: int) -> None:

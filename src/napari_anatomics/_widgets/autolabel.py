@@ -90,6 +90,17 @@ class LiveLabels:
         return self.shape[0]
 
 
+def decoding_levels(task: str, tuned: dict, use_tuned: bool, min_size: int) -> dict:
+    """Post-processing keywords: the model's tuned decoding (or, for instance models
+    without one, :data:`SPLIT_TOUCHING`), and ``min_size`` when it is set (>= 0)."""
+    levels: dict = {}
+    if use_tuned:
+        levels = dict(tuned) if tuned else (dict(SPLIT_TOUCHING) if task == "instance" else {})
+    if min_size >= 0:
+        levels["min_size"] = min_size
+    return levels
+
+
 class AutoLabelWidget(QWidget):
     """Run a trained model over an image and post-process the result.
 
@@ -124,19 +135,22 @@ class AutoLabelWidget(QWidget):
             box.setRange(0, 1024)
             box.setSpecialValueText("auto")
         self.tta = QComboBox()
-        self.tta.addItems(["none", "4 flips", "8 flips + rotations"])
+        self.tta.addItems(["as the model chose", "none", "4 flips", "8 flips + rotations"])
         self.batch = QSpinBox()
         self.batch.setRange(1, 256)
         self.batch.setValue(2)
         self.min_size = QSpinBox()
-        self.min_size.setRange(0, 10_000_000)
+        self.min_size.setRange(-1, 10_000_000)
+        self.min_size.setSpecialValueText("as tuned")
+        self.min_size.setValue(-1)
         self.min_size.setSuffix(" voxels")
-        self.split = QCheckBox("Split touching objects")
+        self.split = QCheckBox("Decode as tuned for this model")
         self.split.setChecked(True)
         self.split.setToolTip(
-            "Instance models: split objects joined by a neck that is thin for their size, "
-            "where the model saw no boundary between them (seed depth 0.5, specks under "
-            f"{SPLIT_TOUCHING['min_seed_size']} voxels ignored)"
+            "Use the decoding chosen on the painted data when the model was trained (instance "
+            "seeds thinned to split touching objects, semantic thresholds that match the "
+            "painted volume fraction). Models without one split touching objects (seed "
+            f"depth 0.5, specks under {SPLIT_TOUCHING['min_seed_size']} voxels ignored)."
         )
         self.overwrite = QCheckBox("Replace earlier results in this file")
         self.start_button = QPushButton("Auto-label")
@@ -195,17 +209,18 @@ class AutoLabelWidget(QWidget):
             show_error(f"Auto-label: {err}")
             return None
         stride = tuple(box.value() for box in self.stride)
+        tuned = dict(config.decoding)
+        tta = tuned.pop("tta", 0)
         settings = {
             "stride": None if not all(stride) else stride,
-            "tta": (0, 4, 8)[self.tta.currentIndex()],
+            "tta": (tta, 0, 4, 8)[self.tta.currentIndex()],
             "batch": self.batch.value(),
             "overwrite": self.overwrite.isChecked(),
             **self.extra_settings,
         }
-        levels = {
-            "min_size": self.min_size.value(),
-            **(SPLIT_TOUCHING if self.split.isChecked() else {}),
-        }
+        levels = decoding_levels(
+            config.task, tuned, self.split.isChecked(), self.min_size.value()
+        )
         token = self.cancel_token = CancelToken()
 
         def job():

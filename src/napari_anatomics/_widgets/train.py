@@ -9,11 +9,10 @@ checkpoint it has and returns its model folder like a finished run.
 
 from __future__ import annotations
 
-import os
 import weakref
 
 from napari.layers import Image, Labels, Layer
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
@@ -31,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..progress import CancelToken, Progress
+from ..recipe import RECIPE
 from ..volume import format_voxel_size, parse_voxel_size
 from ._jobs import start_job
 from ._layers import LayerCombo, PathEdit, layer_voxel_size, pick_volume
@@ -44,23 +44,34 @@ _INSTANCES: weakref.WeakSet = weakref.WeakSet()
 
 
 #: Model choices of the panel: label -> TrainConfig.architecture.
-ARCHITECTURES = {"3D U-Net (anisotropic)": "resunet3d", "2D U-Net (slice by slice)": "unet2d"}
+ARCHITECTURES = {
+    "Automatic (from the data)": "auto",
+    "2D U-Net (slice by slice)": "unet2d",
+    "3D U-Net (anisotropic)": "resunet3d",
+}
 
 
-def _spin(low: int, high: int, value: int) -> QSpinBox:
+def _spin(name: str, high: int = 1_000_000, auto: bool = False) -> QSpinBox:
+    """An integer box for recipe setting ``name``; 0 shows "auto" when ``auto``."""
+    setting = RECIPE[name]
     box = QSpinBox()
-    box.setRange(low, high)
-    box.setValue(value)
+    box.setRange(0 if auto else int(setting.low or 0), high)
+    if auto:
+        box.setSpecialValueText("auto")
+    box.setValue(int(setting.default or 0))
+    box.setToolTip(setting.help + (f" (auto: {setting.auto})" if setting.auto else ""))
     return box
 
 
-def _share(value: float, tooltip: str) -> QDoubleSpinBox:
-    """A 0-1 spin box in steps of 0.1."""
+def _number(name: str, step: float, decimals: int = 2) -> QDoubleSpinBox:
+    """A number box for recipe setting ``name``: its range, default and help."""
+    setting = RECIPE[name]
     box = QDoubleSpinBox()
-    box.setRange(0.0, 1.0)
-    box.setSingleStep(0.1)
-    box.setValue(value)
-    box.setToolTip(tooltip)
+    box.setDecimals(decimals)
+    box.setRange(float(setting.low or 0.0), float(setting.high or 1e6))
+    box.setSingleStep(step)
+    box.setValue(float(setting.default or 0.0))
+    box.setToolTip(setting.help)
     return box
 
 
@@ -105,45 +116,37 @@ class TrainWidget(QWidget):
         self.labels_file = PathEdit("open", "Labels (*.tif *.tiff *.h5 *.zarr)", "or a file")
         self.task_combo = QComboBox()
         self.task_combo.addItems(["instance", "semantic"])
-        from ..training import DEFAULT_WINDOW_3D
-
         self.arch_combo = QComboBox()
         for text, arch in ARCHITECTURES.items():
             self.arch_combo.addItem(text, arch)
         self.arch_combo.setToolTip(
-            "3D sees neighbouring slices; 2D works slice by slice and suits thin stacks "
-            "(a few tens of slices) where objects look alike from slice to slice."
+            RECIPE["architecture"].help + f". Automatic: {RECIPE['architecture'].auto}."
         )
         self.arch_combo.currentIndexChanged.connect(self._on_arch)
-        self.window = [_spin(1, 1024, v) for v in DEFAULT_WINDOW_3D]
-        self.zoom = QDoubleSpinBox()
-        self.zoom.setRange(0.0, 2.0)
-        self.zoom.setSingleStep(0.25)
-        self.zoom.setValue(0.0)
-        self.zoom.setToolTip(
-            "Show training crops zoomed by up to this much (0.5: x0.67 to x1.5): helps "
-            "when the same kind of object comes in different sizes."
-        )
-        self.object_crops = _share(
-            0.5,
-            "Share of training crops centred on a painted object (each object as often as "
-            "the others). Raise it (e.g. 0.8) when objects are small or sparse.",
-        )
-        self.copy_paste = _share(
-            0.0,
-            "Share of training crops that get a painted object pasted in from elsewhere, so "
-            "objects are learnt by their look, not their surroundings (e.g. 0.5). Helps when "
-            "the objects also sit in cells unlike the painted ones.",
-        )
+        self.window = [_spin("window", 1024, auto=True) for _ in range(3)]
+        self.zoom = _number("zoom", 0.25)
+        self.object_crops = _number("object_crops", 0.1)
+        self.copy_paste = _number("copy_paste", 0.1)
         self.voxel_size = QLineEdit()
         self.voxel_size.setPlaceholderText("X,Y,Z in nm, e.g. 10,10,40")
-        self.iterations = _spin(1, 1_000_000, 2000)
-        self.batch = _spin(1, 256, 2)
-        self.learning_rate = QDoubleSpinBox()
-        self.learning_rate.setDecimals(6)
-        self.learning_rate.setRange(1e-6, 1.0)
-        self.learning_rate.setSingleStep(1e-4)
-        self.learning_rate.setValue(1e-3)
+        self.iterations = _spin("iterations")
+        self.batch = _spin("batch", 256, auto=True)
+        self.learning_rate = _number("lr", 1e-4, decimals=6)
+        self.time_limit = _number("time_limit", 5.0, decimals=1)
+        self.time_limit.setMinimum(0.0)
+        self.time_limit.setSpecialValueText("none")
+        self.time_limit.setValue(float(RECIPE["time_limit"].default or 0.0))
+        #: The panel's fields by recipe setting (tests check them against the recipe).
+        self.fields = {
+            "architecture": self.arch_combo,
+            "iterations": self.iterations,
+            "batch": self.batch,
+            "lr": self.learning_rate,
+            "time_limit": self.time_limit,
+            "zoom": self.zoom,
+            "object_crops": self.object_crops,
+            "copy_paste": self.copy_paste,
+        }
         self.model_name = QLineEdit("chloroplasts")
         self.out_dir = PathEdit("folder", placeholder="folder for trained models")
         self.out_dir.setText(str(default_model_root()))
@@ -183,6 +186,7 @@ class TrainWidget(QWidget):
         form.addRow("Iterations", self.iterations)
         form.addRow("Batch", self.batch)
         form.addRow("Learning rate", self.learning_rate)
+        form.addRow("Time limit (min)", self.time_limit)
         form.addRow("Zoom augmentation", self.zoom)
         form.addRow("Crops on objects", self.object_crops)
         form.addRow("Copy-paste objects", self.copy_paste)
@@ -217,12 +221,10 @@ class TrainWidget(QWidget):
             self.voxel_size.setToolTip(f"{format_voxel_size(voxel_size)} ({origin})")
 
     def _on_arch(self, _index: int = 0) -> None:
-        from ..training import DEFAULT_WINDOW_2D, DEFAULT_WINDOW_3D
-
-        flat = self.arch_combo.currentData() == "unet2d"
-        for box, value in zip(self.window, DEFAULT_WINDOW_2D if flat else DEFAULT_WINDOW_3D):
-            box.setValue(value)
-        self.window[0].setEnabled(not flat)
+        arch = self.arch_combo.currentData()
+        for box in self.window:  # "auto": the architecture's default window
+            box.setValue(0)
+        self.window[0].setEnabled(arch != "unet2d")
 
     def _on_labels(self, layer: Layer | None) -> None:
         if layer is not None and layer.metadata.get("task") in ("instance", "semantic"):
@@ -248,7 +250,8 @@ class TrainWidget(QWidget):
         Class names and values come from the labels layer when the Annotate
         panel made it (``metadata["classes"]``).
         """
-        from ..training import TrainConfig
+        from ..recipe import TrainConfig
+        from ..training_runtime import usable_cores
 
         task = self.task_combo.currentText()
         classes = dict((labels.metadata or {}).get("classes") or {}) if labels else {}
@@ -258,23 +261,28 @@ class TrainWidget(QWidget):
             names = [str(n) for n in classes.values()]
         elif task == "instance" and classes:
             names = [str(next(iter(classes.values())))]
-        return TrainConfig(
-            task=task,
-            window=tuple(box.value() for box in self.window),
-            iterations=self.iterations.value(),
-            batch=self.batch.value(),
-            lr=self.learning_rate.value(),
-            architecture=self.arch_combo.currentData(),
-            scale=self.zoom.value(),
-            fg_fraction=self.object_crops.value(),
-            copy_paste=self.copy_paste.value(),
-            init_from=self.finetune.folder(),
-            class_names=names,
-            class_values=values,
+        window = tuple(box.value() for box in self.window)
+        arch = self.arch_combo.currentData()
+        if arch == "unet2d" and all(window[1:]):
+            window = (1, *window[1:])
+        settings = {
+            "task": task,
+            "window": window if all(window) else None,
+            "iterations": self.iterations.value(),
+            "batch": self.batch.value() or None,
+            "lr": self.learning_rate.value(),
+            "time_limit": self.time_limit.value() or None,
+            "architecture": arch,
+            "zoom": self.zoom.value(),
+            "object_crops": self.object_crops.value(),
+            "copy_paste": self.copy_paste.value(),
+            "init_from": self.finetune.folder(),
+            "class_names": names,
+            "class_values": values,
             # leave a core to the viewer so it stays responsive
-            num_threads=max(1, (os.cpu_count() or 2) - 1),
-            **self.extra_settings,
-        )
+            "threads": max(1, usable_cores() - 1),
+        }
+        return TrainConfig(**(settings | self.extra_settings))
 
     def start(self):
         """Start training in a worker thread; return the worker (None on a bad input)."""
@@ -338,9 +346,15 @@ class TrainWidget(QWidget):
             self.status.setText(event.message)
 
     def _on_done(self, folder) -> None:
+        from ..model_config import ModelConfig
+
         self.model_folder = str(folder)
-        self.status.setText(f"Model saved in {folder}")
-        show_info(f"Training finished: model saved in {folder}")
+        report = describe_validation(ModelConfig.load(folder).validation)
+        self.status.setText(f"Model saved in {folder}. {report}")
+        if report.startswith("Warning"):
+            show_warning(f"Training finished: {report}")
+        else:
+            show_info(f"Training finished: model saved in {folder}")
         refresh_all(self.model_folder)
         self.model_trained.emit(self.model_folder)
 
@@ -348,6 +362,26 @@ class TrainWidget(QWidget):
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         self.cancel_token = None
+
+
+def describe_validation(validation: dict) -> str:
+    """The held-out scores of a model in one sentence (a warning when it finds nothing)."""
+    if not validation:
+        return ""
+    if not validation.get("objects_found"):
+        return (
+            f"Warning: the model finds nothing on the {validation['on']}; train longer or "
+            "paint more slices."
+        )
+    parts = [f"Dice {validation['dice']:.2f}"]
+    if "ap50" in validation:
+        parts.append(f"AP@0.5 {validation['ap50']:.2f}")
+    for name, c in validation.get("classes", {}).items():
+        parts.append(
+            f"{name} volume fraction {100 * c['volume_fraction_found']:.1f} % "
+            f"(painted {100 * c['volume_fraction_painted']:.1f} %)"
+        )
+    return f"On the {validation['on']}: " + ", ".join(parts) + "."
 
 
 def send_to_train(viewer, labels: Labels, image: Image | None = None) -> TrainWidget:

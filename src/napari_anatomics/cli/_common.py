@@ -55,11 +55,12 @@ def triple(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def run_with_bar(job: Job[T], desc: str, quiet: bool = False) -> T:
+def run_with_bar(job: Job[T], desc: str, quiet: bool = False, notes: bool = True) -> T:
     """Run a job generator with a tqdm progress bar; return its result.
 
-    Ctrl-C closes the generator, so the job's cleanup (checkpoints, temp
-    files) runs before the interrupt propagates.
+    Events marked ``note`` are also printed as log lines (``notes``), even
+    when ``quiet``. Ctrl-C closes the generator, so the job's cleanup
+    (checkpoints, temp files) runs before the interrupt propagates.
     """
     bar = tqdm(desc=desc, unit="", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     try:
@@ -70,6 +71,8 @@ def run_with_bar(job: Job[T], desc: str, quiet: bool = False) -> T:
                 return stop.value
             if event.total is not None and bar.total != event.total:
                 bar.total = event.total
+            if notes and event.note:
+                bar.write(f"{desc}: {event.message}", file=sys.stderr)
             bar.n = event.step
             # Each event states its own metrics: a new phase clears the last one's.
             bar.set_postfix(

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and write the stats CSV, meshes and a summary into the output folder.",
     )
     p.add_argument("--out", default="anatomics-demo", help="output folder (anatomics-demo)")
-    p.add_argument("--iterations", type=int, default=1500, help="training iterations (1500)")
+    p.add_argument("--iterations", type=int, default=None, help="training iterations (default: "
+                   "the recipe's; the time limit usually ends training first)")
     p.add_argument(
         "--time-limit",
         type=float,
@@ -26,10 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="stop training after this many minutes (5)",
     )
     p.add_argument(
+        "--architecture",
         "--arch",
-        default="unet2d",
-        choices=("unet2d", "resunet3d"),
-        help="2D U-Net per slice (default) or the anisotropic 3D U-Net",
+        default="auto",
+        choices=("auto", "unet2d", "resunet3d"),
+        help="the network (default: chosen from the data, as for anatomics train)",
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
@@ -39,13 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import format_summary, run_demo
 
+    settings = {"iterations": args.iterations} if args.iterations else {}
     job = run_demo(
         args.out,
-        iterations=args.iterations,
-        time_limit_s=args.time_limit * 60 if args.time_limit else None,
-        architecture=args.arch,
+        time_limit=args.time_limit or None,
+        architecture=args.architecture,
         device=args.device,
         seed=args.seed,
+        **settings,
     )
     result = run_with_bar(job, "demo")
     print(format_summary(result))

@@ -28,7 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="Z,Y,X",
         help="tile step in model voxels (default: window minus 25%%; at most the window)",
     )
-    p.add_argument("--tta", type=int, choices=(0, 4, 8), default=0, help="flips/rotations")
+    p.add_argument(
+        "--tta",
+        type=int,
+        choices=(0, 4, 8),
+        default=None,
+        help="flips/rotations averaged (default: the model's, 4 for models trained with "
+        "tuning, else 0)",
+    )
     p.add_argument("--tta-mode", choices=("mean", "max"), default="mean")
     p.add_argument(
         "--batch",
@@ -75,71 +82,73 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_postprocess)
 
 
+#: Decoding options: (name, type, low, high, metavar, help). Each defaults to the
+#: model's tuned decoding (config.json "decoding"), else to postprocess()'s default.
+DECODING_OPTIONS = (
+    ("min_size", int, 0, None, "N", "remove objects under N voxels"),
+    ("seed_threshold", float, 0.0, 1.0, "P", "instance: seeds need foreground >= this"),
+    ("boundary_threshold", float, 0.0, 1.0, "P", "instance: seeds need boundary <= this"),
+    ("seed_erosion", int, 0, None, "PX",
+     "instance: erode seeds by PX voxels in-plane to split objects joined by a thin neck"),
+    ("seed_depth", float, 0.0, 1.0, "F",
+     "instance: keep seed voxels at least F times as deep as the deepest one nearby, to "
+     "split objects joined by a neck thin for their size (e.g. 0.5)"),
+    ("seed_depth_radius", int, 1, None, "PX",
+     "instance: the neighbourhood of --seed-depth, about an object's radius"),
+    ("min_seed_size", int, 0, None, "N",
+     "instance: drop seeds under N voxels before the watershed, so a speck of low boundary "
+     "inside an object does not split it"),
+    ("foreground_threshold", float, 0.0, 1.0, "P",
+     "instance: object voxels need foreground >= this"),
+    ("distance_threshold", float, 0.0, 1.0, "P",
+     "instance maps with a distance channel: seeds need distance >= this"),
+)
+
+
 def _add_postprocess_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-size", type=int, default=0, help="remove objects under N voxels")
-    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=None,
+                   help="voxel connectivity of objects (default 26)")
     p.add_argument(
         "--thresholds",
         type=_floats,
         default=None,
         metavar="T1,T2,...",
-        help="semantic: probability threshold per class (default: most probable class)",
+        help="semantic: probability threshold per class (default: the model's tuned "
+        "thresholds, else the most probable class)",
     )
-    p.add_argument(
-        "--seed-threshold",
-        type=float,
-        default=0.8,
-        help="instance: seeds need foreground >= this (default 0.8)",
-    )
-    p.add_argument(
-        "--boundary-threshold",
-        type=float,
-        default=0.3,
-        help="instance: seeds need boundary <= this (default 0.3)",
-    )
-    p.add_argument(
-        "--seed-erosion",
-        type=int,
-        default=0,
-        metavar="PX",
-        help="instance: erode seeds by PX voxels in-plane to split objects joined by a "
-        "thin neck (default 0)",
-    )
-    p.add_argument(
-        "--seed-depth",
-        type=float,
-        default=0.0,
-        metavar="F",
-        help="instance: keep seed voxels at least F times as deep as the deepest one "
-        "nearby, to split objects joined by a neck thin for their size (e.g. 0.5; default 0)",
-    )
-    p.add_argument(
-        "--seed-depth-radius",
-        type=int,
-        default=60,
-        metavar="PX",
-        help="instance: the neighbourhood of --seed-depth, about an object's radius (default 60)",
-    )
-    p.add_argument(
-        "--min-seed-size",
-        type=int,
-        default=0,
-        metavar="N",
-        help="instance: drop seeds under N voxels before the watershed, so a speck of low "
-        "boundary inside an object does not split it (default 0)",
-    )
-    p.add_argument(
-        "--foreground-threshold",
-        type=float,
-        default=0.5,
-        help="instance: object voxels need foreground >= this (default 0.5)",
-    )
-    p.add_argument(
-        "--distance-threshold",
-        type=float,
-        default=0.5,
-        help="instance maps with a distance channel: seeds need distance >= this (default 0.5)",
-    )
+    for name, cast, low, high, metavar, text in DECODING_OPTIONS:
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_in_range(cast, low, high, "--" + name.replace("_", "-")),
+            default=None,
+            metavar=metavar,
+            help=f"{text} (default: the model's tuned value, else {_DEFAULTS[name]})",
+        )
+
+
+def _in_range(cast, low, high, flag):
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or (low is not None and value < low) or (
+            high is not None and value > high
+        ):
+            span = f"[{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{flag} must be {span}, not {text}")
+        return value
+
+    return parse
+
+
+#: postprocess()'s defaults, for the help text (a test checks they agree).
+_DEFAULTS = {
+    "min_size": 0, "seed_threshold": 0.8, "boundary_threshold": 0.3, "seed_erosion": 0,
+    "seed_depth": 0.0, "seed_depth_radius": 60, "min_seed_size": 0,
+    "foreground_threshold": 0.5, "distance_threshold": 0.5,
+}
 
 
 def _floats(text: str) -> list[float]:
@@ -149,20 +158,12 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected numbers like 0.5,0.6") from None
 
 
-def _postprocess_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "min_size": args.min_size,
-        "connectivity": args.connectivity,
-        "thresholds": args.thresholds,
-        "seed_threshold": args.seed_threshold,
-        "boundary_threshold": args.boundary_threshold,
-        "seed_erosion": args.seed_erosion,
-        "seed_depth": args.seed_depth,
-        "seed_depth_radius": args.seed_depth_radius,
-        "min_seed_size": args.min_seed_size,
-        "foreground_threshold": args.foreground_threshold,
-        "distance_threshold": args.distance_threshold,
-    }
+def _postprocess_kwargs(args: argparse.Namespace, tuned: dict | None) -> dict:
+    """Decoding keywords: the options given, else the model's tuned decoding."""
+    names = [name for name, *_ in DECODING_OPTIONS] + ["connectivity", "thresholds"]
+    tuned = {k: v for k, v in (tuned or {}).items() if k in names}
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    return tuned | given
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -189,7 +190,7 @@ def _predict(args: argparse.Namespace) -> int:
         image,
         args.out,
         stride=args.stride,
-        tta=args.tta,
+        tta=args.tta if args.tta is not None else int(model.config.decoding.get("tta", 0)),
         tta_mode=args.tta_mode,
         batch=args.batch,
         output=args.output,
@@ -219,7 +220,7 @@ def _predict(args: argparse.Namespace) -> int:
             args.out,
             overwrite=True,
             voxel_size=image.voxel_size,
-            **_postprocess_kwargs(args),
+            **_postprocess_kwargs(args, model.config.decoding),
         ),
         "postprocess",
     )
@@ -238,6 +239,8 @@ def _postprocess(args: argparse.Namespace) -> int:
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such prediction; check the path")
     node = zarr.open(str(path), mode="r")
+    recorded = dict(node.attrs.get("model", {})) if isinstance(node, zarr.Group) else {}
+    tuned = recorded.get("config", {}).get("decoding")
     if isinstance(node, zarr.Group):
         key = key or "probabilities"
         if key not in node:
@@ -252,7 +255,7 @@ def _postprocess(args: argparse.Namespace) -> int:
             task=args.task,
             voxel_size=args.voxel_size,
             overwrite=args.overwrite,
-            **_postprocess_kwargs(args),
+            **_postprocess_kwargs(args, tuned),
         ),
         "postprocess",
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ._common import add_precision, add_voxel_size, run_with_bar, triple
+from ..recipe import SETTINGS
+from ._common import add_voxel_size, run_with_bar, triple
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,83 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--images", required=True, help="image stack (tif, h5, zarr, slice folder)")
     p.add_argument("--labels", required=True, help="painted labels, same shape as the images")
-    p.add_argument("--task", required=True, choices=("semantic", "instance"))
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
-    p.add_argument("--window", type=triple, metavar="Z,Y,X", help="crop size at model resolution")
     add_voxel_size(p)
-    p.add_argument(
-        "--downsample",
-        type=triple,
-        default=(1, 1, 1),
-        metavar="Z,Y,X",
-        help="reduce the data by these factors before the network (e.g. 1,4,4)",
-    )
-    p.add_argument("--iterations", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=2, help="crops per step (>= 2 is fast on CPUs)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--save-every", type=int, default=200, metavar="N")
-    p.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop and save after this")
-    p.add_argument("--val-fraction", type=float, default=0.0, metavar="F")
-    p.add_argument("--init-from", type=Path, metavar="DIR", help="fine-tune this earlier model")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--arch", choices=("resunet3d", "unet2d"), default="resunet3d")
-    p.add_argument("--width", type=int, default=16, help="channels of the top level")
-    p.add_argument("--depth", type=int, default=4, help="resolution levels")
-    p.add_argument("--distance", action="store_true", help="instance: add a distance map")
-    p.add_argument(
-        "--zoom",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="zoom augmentation: crops shown at x1/(1+S) to x(1+S); helps when object "
-        "sizes vary (e.g. 0.5)",
-    )
-    p.add_argument("--elastic", type=float, default=0.0, metavar="PX", help="elastic warp")
-    p.add_argument(
-        "--copy-paste",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="share of crops that get a painted object pasted in from elsewhere (e.g. 0.5: "
-        "objects seen away from their usual surroundings)",
-    )
-    p.add_argument(
-        "--brightness",
-        type=float,
-        default=0.2,
-        metavar="B",
-        help="brightness augmentation: largest shift in std units (default 0.2)",
-    )
-    p.add_argument(
-        "--contrast",
-        type=float,
-        default=0.2,
-        metavar="C",
-        help="contrast augmentation: x(1-C) to x(1+C) (default 0.2; raise both when the "
-        "stack to label is darker or flatter than the painted part)",
-    )
-    p.add_argument(
-        "--object-crops",
-        type=float,
-        default=0.5,
-        metavar="F",
-        help="share of crops centred on a painted object (default 0.5; raise it when "
-        "objects are small or sparse)",
-    )
-    p.add_argument(
-        "--contact-weight",
-        type=float,
-        default=1.0,
-        metavar="W",
-        help="instance: loss weight where two objects touch (e.g. 10 when touching "
-        "objects get merged)",
-    )
-    p.add_argument("--ignore-value", type=int, metavar="V", help="label value meaning unpainted")
-    p.add_argument("--classes", metavar="NAMES", help="semantic class names, comma separated")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    add_precision(p)
+    add_train_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -108,48 +36,128 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=_models)
 
 
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Add one option per training setting of :data:`napari_anatomics.recipe.SETTINGS`.
+
+    Options default to None ("not given"): the recipe's default (or the data's
+    choice) applies, and the help text shows it.
+    """
+    for setting in SETTINGS:
+        if not setting.cli:
+            continue
+        kwargs: dict = {"dest": setting.name, "default": None, "help": _help(setting)}
+        if setting.name == "task":
+            kwargs |= {"required": True, "default": setting.default}
+        if setting.kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif setting.choices:
+            kwargs["choices"] = setting.choices
+        elif setting.kind in ("int", "float"):
+            kwargs["type"] = _ranged(setting)
+        elif setting.kind == "triple":
+            kwargs["type"] = triple
+        elif setting.kind == "names":
+            kwargs["type"] = _names
+        if setting.metavar and "choices" not in kwargs and setting.kind != "bool":
+            kwargs["metavar"] = setting.metavar
+        parser.add_argument(setting.flag, *setting.aliases, **kwargs)
+
+
+def _help(setting) -> str:
+    if setting.auto:
+        return f"{setting.help} (default: {setting.auto})"
+    if setting.default is None or setting.name == "task":
+        return setting.help
+    shown = setting.default
+    if setting.kind == "bool":
+        shown = "on" if shown else "off"
+    return f"{setting.help} (default {shown})".replace("%", "%%")
+
+
+def _ranged(setting):
+    cast = int if setting.kind == "int" else float
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+            setting.check(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err) if "must" in str(err) else (
+                f"{text!r} is not a{'n integer' if cast is int else ' number'}"
+            )) from None
+        return value
+
+    parse.__name__ = setting.kind
+    return parse
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def train_config(args: argparse.Namespace):
+    """The :class:`~napari_anatomics.recipe.TrainConfig` of parsed ``train`` options."""
+    from ..recipe import TrainConfig
+
+    given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli}
+    given = {k: v for k, v in given.items() if v is not None}
+    if "init_from" in given:
+        given["init_from"] = str(given["init_from"])
+    return TrainConfig(voxel_size=args.voxel_size, **given)
+
+
 def _train(args: argparse.Namespace) -> int:
     from ..io import open_volume
-    from ..training import TrainConfig, train
+    from ..model_config import ModelConfig
+    from ..training import train
 
     image = open_volume(args.images, voxel_size=args.voxel_size)
     labels = open_volume(args.labels, voxel_size=args.voxel_size)
-    config = TrainConfig(
-        task=args.task,
-        window=args.window,
-        voxel_size=args.voxel_size,
-        downsample=args.downsample,
-        iterations=args.iterations,
-        batch=args.batch,
-        lr=args.lr,
-        save_every=args.save_every,
-        time_limit_s=args.time_limit * 60 if args.time_limit else None,
-        val_fraction=args.val_fraction,
-        init_from=str(args.init_from) if args.init_from else None,
-        resume=args.resume,
-        device=args.device,
-        architecture=args.arch,
-        width=args.width,
-        depth=args.depth,
-        distance=args.distance,
-        scale=args.zoom,
-        elastic=args.elastic,
-        copy_paste=args.copy_paste,
-        brightness=args.brightness,
-        contrast=args.contrast,
-        fg_fraction=args.object_crops,
-        contact_weight=args.contact_weight,
-        ignore_value=args.ignore_value,
-        class_names=[c.strip() for c in args.classes.split(",")] if args.classes else None,
-        seed=args.seed,
-        num_threads=args.threads,
-        precision=args.precision,
-    )
-    folder = run_with_bar(train(image, labels, config, args.out), "train", quiet=args.quiet)
-    from ..model_config import ModelConfig
-
+    config = train_config(args)
+    try:
+        folder = run_with_bar(
+            train(image, labels, config, args.out), "train", quiet=args.quiet, notes=True
+        )
+    except KeyboardInterrupt:
+        if (args.out / "weights.pt").is_file():
+            print(
+                f"anatomics train: interrupted; the model so far is saved in {args.out} "
+                "(add --resume to the same command to continue it)",
+                file=sys.stderr,
+            )
+        raise
     saved = ModelConfig.load(folder)
-    print(f"model saved in {folder} ({saved.iterations} iterations)")
+    print(f"model saved in {folder} ({saved.iterations} iterations, "
+          f"{saved.training.get('precision_used', 'float32')})")
+    return _report(saved)
+
+
+def _report(saved) -> int:
+    """Print the held-out scores and decoding; 1 when the model finds nothing."""
+    val = saved.validation
+    if not val:
+        return 0
+    scores = [f"Dice {val['dice']:.3f}"]
+    if "ap50" in val:
+        tp, fp, fn = val["tp_fp_fn"]
+        scores.append(f"AP@0.5 {val['ap50']:.3f} ({tp} found, {fp} false, {fn} missed)")
+    for name, c in val.get("classes", {}).items():
+        scores.append(
+            f"{name}: Dice {c['dice']:.3f}, volume fraction "
+            f"{100 * c['volume_fraction_found']:.2f} % "
+            f"(painted {100 * c['volume_fraction_painted']:.2f} %)"
+        )
+    print(f"on the {val['on']}: " + "; ".join(scores))
+    shown = {k: v for k, v in saved.decoding.items() if k not in ("seed_depth_radius",)}
+    print(f"decoding (chosen on the {val['tuned_on']}, used by predict): {shown}")
+    if not val.get("objects_found"):
+        print(
+            f"anatomics train: warning: the model finds no objects on the {val['on']}: it is "
+            "not usable yet; train longer, paint more slices, or check the labels with "
+            "`anatomics check`",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -1,0 +1,186 @@
+"""What a user gets at the defaults: ``anatomics train`` then ``anatomics predict``, no flags.
+
+Each run trains with nothing but the images, the labels, the task, the voxel
+size and a time limit (plus ``--seed``, and the thread count through
+``ANATOMICS_THREADS``), exactly as a biologist would type it, then runs
+``anatomics predict`` on data the model never saw, with no decoding flag (the
+decoding the model chose on its own painted data), and scores the result:
+
+* ``chloroplasts``: SBFSEM instances (../shared/data/sbfsem-chloroplasts,
+  10 x 10 x 40 nm): train on y < 700, score y >= 780 (29 connected objects;
+  the painted labels' connected pieces are the true instances). Foreground
+  Dice and AP@0.5 against the issue's targets (Dice >= 0.88, AP@0.5 >= 0.55
+  with 2 threads, >= 0.50 with 1).
+* ``mitochondria``: ssTEM semantic classes (../shared/data/drosophila-vnc-sstem,
+  4.6 x 4.6 x 50 nm): train on slices 0-13, score 14-19. Mitochondria Dice and
+  volume fraction against the painted one (targets: Dice >= 0.80, volume
+  fraction within 10 %).
+
+    python benchmarks/train_defaults.py chloroplasts --seed 0 --threads 2
+    python benchmarks/train_defaults.py mitochondria --threads 1
+    python benchmarks/train_defaults.py chloroplasts --architecture resunet3d  # 3D finite?
+
+``--architecture`` is the one setting this script may add (the 3D net at its
+defaults, for the "finite from start to end" check). Each run appends a JSON
+line to ``--results`` and prints a row.
+
+Results (2 shared cores, AMD EPYC with AVX-512 BF16 and no AMX, 15 minutes
+of training; "2 thr" runs had the machine to themselves unless marked):
+
+(see the README's Benchmarks section for the table of this round's runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cc3d
+import numpy as np
+import tifffile
+import zarr
+
+from napari_anatomics.evaluate import evaluate
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {
+    "chloroplasts": {
+        "folder": SHARED / "sbfsem-chloroplasts",
+        "task": "instance",
+        "voxel": "10,10,40",
+        "train": (slice(None), slice(0, 700)),
+        "test": (slice(None), slice(780, None)),
+    },
+    "mitochondria": {
+        "folder": SHARED / "drosophila-vnc-sstem",
+        "task": "semantic",
+        "voxel": "4.6,4.6,50",
+        "train": (slice(0, 14),),
+        "test": (slice(14, 20),),
+    },
+}
+
+
+def _run(cmd: list[str], env: dict, log: Path) -> float:
+    """Run a CLI command, its output appended to ``log``; return seconds."""
+    t0 = time.perf_counter()
+    with log.open("a") as handle:
+        handle.write("$ " + " ".join(cmd) + "\n")
+        handle.flush()
+        done = subprocess.run(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{cmd[1]} failed ({done.returncode}); see {log}")
+    return time.perf_counter() - t0
+
+
+def _finite_history(model: Path) -> tuple[bool, int, str]:
+    """Whether every logged loss is finite; skipped steps; precision at the end."""
+    import csv
+
+    rows = list(csv.DictReader((model / "history.csv").open()))
+    finite = all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
+    skipped = int(float(rows[-1].get("skipped") or 0)) if rows else 0
+    return finite, skipped, rows[-1].get("precision", "") if rows else ""
+
+
+def main() -> None:
+    """Train and predict at the defaults, score, print one row."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("dataset", choices=sorted(DATASETS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="ANATOMICS_THREADS (default: all)")
+    p.add_argument("--time-limit", type=float, default=15.0, help="training minutes")
+    p.add_argument("--architecture", default=None, help="resunet3d or unet2d (default: auto)")
+    p.add_argument("--work", type=Path, default=None, help="keep data, model, maps here")
+    p.add_argument("--results", type=Path, default=Path("benchmarks/results-defaults.jsonl"))
+    p.add_argument("--note", default="", help="free text stored with the result")
+    args = p.parse_args()
+    spec = DATASETS[args.dataset]
+    if not (spec["folder"] / "images.tif").is_file():
+        raise SystemExit(f"data not found in {spec['folder']}")
+    work = args.work or Path(tempfile.mkdtemp(prefix=f"anatomics-{args.dataset}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    image = tifffile.imread(spec["folder"] / "images.tif")
+    labels = tifffile.imread(spec["folder"] / "labels.tif")
+    for part in ("train", "test"):
+        index = (slice(None),) * 0 + tuple(spec[part])
+        tifffile.imwrite(work / f"{part}_image.tif", image[index])
+        tifffile.imwrite(work / f"{part}_labels.tif", labels[index])
+    env = dict(os.environ)
+    if args.threads:
+        env["ANATOMICS_THREADS"] = str(args.threads)
+    exe = [str(Path(sys.executable).with_name("anatomics"))]
+    model, pred, log = work / "model", work / "pred.zarr", work / "log.txt"
+    train = [
+        *exe, "train", "--images", str(work / "train_image.tif"), "--labels",
+        str(work / "train_labels.tif"), "--task", spec["task"], "--out", str(model),
+        "--voxel-size", spec["voxel"], "--time-limit", str(args.time_limit),
+        "--seed", str(args.seed), "--quiet",
+    ]
+    if args.architecture:
+        train += ["--architecture", args.architecture]
+    train_s = _run(train, env, log)
+    if not (model / "config.json").is_file() or "error:" in log.read_text()[-2000:]:
+        raise SystemExit(f"training failed; see {log}")
+    predict_s = _run(
+        [*exe, "predict", str(model), str(work / "test_image.tif"), "--out", str(pred),
+         "--voxel-size", spec["voxel"]],
+        env,
+        log,
+    )
+    config = json.loads((model / "config.json").read_text())
+    finite, skipped, precision = _finite_history(model)
+    group = zarr.open_group(str(pred), mode="r")
+    found = np.asarray(group["labels"])
+    truth = labels[tuple(spec["test"])]
+    row = {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "threads": config["training"].get("threads"),
+        "architecture": config["architecture"]["name"],
+        "steps": config["iterations"],
+        "train_min": round(train_s / 60, 1),
+        "predict_s": round(predict_s),
+        "finite": finite,
+        "skipped": skipped,
+        "precision_end": precision,
+        "decoding": config.get("decoding"),
+        "validation": config.get("validation"),
+        "note": args.note,
+    }
+    if spec["task"] == "instance":
+        ev = evaluate(found, cc3d.connected_components(truth, connectivity=6).astype(np.uint32))
+        ap = ev.instances["0.5"]
+        row |= {"dice": round(ev.foreground_dice, 3), "ap50": round(ap.ap, 3),
+                "tp_fp_fn": [ap.tp, ap.fp, ap.fn]}
+        shown = (
+            f"Dice {row['dice']:.3f}  AP@0.5 {row['ap50']:.3f}  TP/FP/FN {ap.tp}/{ap.fp}/{ap.fn}"
+        )
+    else:
+        classes = np.asarray(group["labels"].attrs.get("label_classes", [0]), np.int64)
+        mito = classes[found] == 1
+        painted = truth == 1
+        dice = 2 * np.count_nonzero(mito & painted) / (mito.sum() + painted.sum())
+        vf, vf_true = float(mito.mean()), float(painted.mean())
+        row |= {"dice": round(float(dice), 3), "vf": round(100 * vf, 2),
+                "vf_painted": round(100 * vf_true, 2),
+                "vf_error_pct": round(100 * (vf - vf_true) / vf_true, 1)}
+        shown = (f"mito Dice {dice:.3f}  VF {100 * vf:.2f} % (painted {100 * vf_true:.2f} %, "
+                 f"{row['vf_error_pct']:+.1f} %)")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with args.results.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(f"{args.dataset} seed {args.seed} {row['threads']} thr {row['architecture']} "
+          f"{row['steps']} steps, finite {finite} (skipped {skipped}, ends {precision}): {shown}")
+    print(f"held-out (painted) report: {row['validation']}")
+    print(f"work folder: {work}")
+
+
+if __name__ == "__main__":
+    main()
