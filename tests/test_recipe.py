@@ -13,6 +13,7 @@ from napari_anatomics.cli import build_parser
 from napari_anatomics.cli._predict import _DEFAULTS, DECODING_OPTIONS
 from napari_anatomics.cli._train import train_config
 from napari_anatomics.decoding import instance_grid
+from napari_anatomics.holdout import holdout_tiles
 from napari_anatomics.postprocess import postprocess
 from napari_anatomics.recipe import RECIPE, SETTINGS, TrainConfig
 from napari_anatomics.recipe_auto import measure_painted, resolve
@@ -157,3 +158,30 @@ def test_crops_stay_inside_the_training_columns():
         assert origin[2] <= x < origin[2] + 64 <= 150
     for _ in range(20):
         sampler.crop(sampler.draw())
+
+
+def test_held_out_tiles_are_spread_and_never_trained_on():
+    held = holdout_tiles((300, 1600), 128, 0.1)
+    # 3 x 13 tiles, 4 held out, in different columns and not all in one row.
+    columns = {int(x) // 128 for x in np.nonzero(held.any(axis=0))[0]}
+    rows = {int(y) // 128 for y in np.nonzero(held.any(axis=1))[0]}
+    assert len(columns) == 4 and len(rows) >= 2
+    assert 0.05 < held.mean() < 0.15
+    assert holdout_tiles((300, 1600), 128, 0.0) is None
+    # The sampler: no loss on held-out voxels, no crop centred on a held-out object.
+    labels = _blobs((2, 256, 512), 30, 64)
+    image = np.random.default_rng(0).integers(0, 255, labels.shape).astype(np.uint8)
+    data = prepare_data(da.from_array(image), da.from_array(labels))
+    held = holdout_tiles((256, 512), 64, 0.25)
+    rng = np.random.default_rng(1)
+    sampler = CropSampler(data, (1, 64, 64), "instance", rng, holdout=held, paste=1.0)
+    for _ in range(200):
+        _, y, x = sampler._foreground_voxel()
+        assert not held[y, x]
+    for _ in range(30):
+        origin = sampler.draw()
+        _, _, mask = sampler.crop(origin, augment=False)
+        window = held[origin[1] : origin[1] + 64, origin[2] : origin[2] + 64]
+        assert not (mask[0] & window).any()
+        _, _, val_mask = sampler.crop(origin, augment=False, held_out=True)
+        assert not (val_mask[0] & ~window).any()

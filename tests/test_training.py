@@ -147,7 +147,6 @@ def test_time_limit_stops_and_fine_tune(synthetic, tmp_path):
         ({"window": (4, 128, 32)}, "larger than the volume"),
         ({"window": (4, 30, 32)}, "multiple of its down-sampling"),
         ({"downsample": (1, 4, 4), "window": (4, 32, 32)}, "larger than the volume"),
-        ({"val_fraction": 0.45, "window": (4, 32, 48)}, "validation split"),
         ({"architecture": "unet2d", "window": (4, 32, 32)}, "z = 1"),
         ({"iterations": 0}, "iterations must be at least 1"),
         ({"precision": "half"}, "precision must be one of auto, mixed, float32"),

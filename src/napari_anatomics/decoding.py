@@ -11,9 +11,10 @@ trained network and picks how its maps become labels:
   threshold whose volume fraction is closest to the painted one (the volume
   fraction is the number users report).
 
-It tunes on the held-out strip (the last ``val_fraction`` of x, never trained
-on) when that strip holds enough painted objects, else on all painted data;
-then it scores the held-out strip with the chosen decoding. Both go into the
+It tunes on the held-out tiles (:mod:`~napari_anatomics.holdout`, never
+trained on) when they hold enough painted objects (voxels of each class for
+semantic models), else on all painted data; then it scores the held-out
+tiles with the chosen decoding. Both go into the
 model's ``config.json`` (``decoding``, ``validation``); ``anatomics predict``
 and the Auto-label panel decode with it unless told otherwise.
 """
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from .evaluate import evaluate
+from .holdout import full_resolution
 from .inference import predict
 from .model_config import ModelConfig
 from .model_store import TrainedModel
@@ -39,8 +41,10 @@ from .volume import Volume
 
 #: Test-time augmentation used to tune, and stored as the model's default for prediction.
 DEFAULT_TTA = 4
-#: Tune on the held-out strip only when it holds at least this many painted objects.
+#: Tune instance decodings on the held-out tiles only when they hold this many objects...
 MIN_HELD_OUT_OBJECTS = 8
+#: ... and semantic thresholds when they hold this many painted voxels of the class.
+MIN_HELD_OUT_VOXELS = 2000
 #: Largest region predicted for tuning (voxels, full resolution).
 MAX_TUNING_VOXELS = 48e6
 #: Semantic thresholds tried.
@@ -52,7 +56,7 @@ def tune_decoding(
     config: ModelConfig,
     image: Volume,
     labels: Volume,
-    x_split: int,
+    held: np.ndarray | None,
     device: torch.device,
     amp: torch.dtype | None,
     cancel: CancelToken | None = None,
@@ -67,8 +71,8 @@ def tune_decoding(
         Its config (``training`` holds ``painted`` sizes and the settings).
     image, labels : Volume
         The training data (full resolution).
-    x_split : int
-        First held-out x column at model resolution (= width: nothing held out).
+    held : ndarray of bool or None
+        (y, x) held-out tiles at model resolution (:mod:`~napari_anatomics.holdout`).
     device : torch.device
     amp : torch.dtype or None
         The precision training ended in.
@@ -82,81 +86,63 @@ def tune_decoding(
     -------
     (decoding, validation) or None when cancelled
         ``decoding``: keywords for :func:`~napari_anatomics.postprocess.postprocess`
-        plus ``tta``; ``validation``: scores on the held-out strip (or the
+        plus ``tta``; ``validation``: scores on the held-out tiles (or the
         training data when nothing was held out, then ``on`` says so).
     """
     model = TrainedModel(net, config, device)
     painted = config.training.get("painted", {})
     zs = np.flatnonzero(np.asarray((labels.data != 0).any(axis=(1, 2)).compute()))
-    x0 = x_split * config.downsample[2]
-    held = (x0, image.shape[2]) if x0 < image.shape[2] else None
-    held_objects = _count_objects(labels, zs, held) if held else 0
-    tune_box = held if held and held_objects >= MIN_HELD_OUT_OBJECTS else (0, image.shape[2])
     work = Path(tempfile.mkdtemp(prefix="anatomics-tune-"))
     precision = "float32" if amp is None else "mixed"
     try:
-        yield Progress(0, 2, f"predicting the painted data (x {tune_box[0]}-{tune_box[1]})")
-        probs, truth = yield from _predict_box(
-            model, image, labels, zs, tune_box, work / "tune.zarr", precision, cancel
+        yield Progress(0, 2, "predicting the painted slices")
+        region = _painted_region(image, zs)
+        probs = yield from predict(
+            model,
+            Volume(image.data[region], image.voxel_size, "user", name="tuning"),
+            work / "tune.zarr",
+            tta=DEFAULT_TTA,
+            batch=2,
+            precision=precision,
+            threads=torch.get_num_threads(),
+            overwrite=True,
+            cancel=cancel,
         )
         if probs is None:
             return None
+        keep = zs - region[0].start
+        truth = np.asarray(labels.data[region].compute())[keep]
+        mask = None
+        if held is not None:
+            mask = full_resolution(held, config.downsample, image.shape)[region[1], region[2]]
         yield Progress(1, 2, "trying decodings")
+        where = work / "tune.zarr"
         if config.task == "instance":
-            decoding = _tune_instance(probs, truth, painted, work / "tune.zarr")
+            decoding, tuned_on = _tune_instance(probs, truth, keep, mask, painted, where)
         else:
-            decoding = _tune_semantic(probs, truth, config)
+            decoding, tuned_on = _tune_semantic(probs, truth, keep, mask, config)
         decoding["tta"] = DEFAULT_TTA
-        if held and tune_box != held:
-            probs, truth = yield from _predict_box(
-                model, image, labels, zs, held, work / "held.zarr", precision, cancel
-            )
-            if probs is None:
-                return None
-            where = work / "held.zarr"
-        else:
-            where = work / "tune.zarr"
-        validation = _score(probs, truth, decoding, config, where, image.voxel_size)
-        validation["on"] = "held-out strip" if held else "training data (nothing held out)"
-        validation["x_range"] = list(held or tune_box)
-        validation["tuned_on"] = "held-out strip" if tune_box == held else "all painted data"
+        validation = _score(probs, truth, keep, mask, decoding, config, where, image.voxel_size)
+        validation["on"] = "the held-out tiles" if mask is not None else "the training data"
+        validation["tuned_on"] = tuned_on
         yield Progress(2, 2, "decoding chosen")
         return decoding, validation
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _count_objects(labels: Volume, zs: np.ndarray, box: tuple[int, int]) -> int:
-    block = np.asarray(labels.data[zs][:, :, box[0] : box[1]].compute())
-    return int(cc3d.connected_components(block, connectivity=6).max())
-
-
-def _predict_box(model, image, labels, zs, box, out, precision, cancel):
-    """Probabilities and painted truth on the annotated slices of an x range."""
+def _painted_region(image: Volume, zs: np.ndarray) -> tuple[slice, slice, slice]:
+    """The annotated z range, all x, and as many central rows as the budget allows."""
     z0, z1 = int(zs.min()), int(zs.max()) + 1
-    ny = image.shape[1]
-    rows = max(1, int(MAX_TUNING_VOXELS // max(1, (z1 - z0) * (box[1] - box[0]))))
+    ny, nx = image.shape[1:]
+    rows = max(1, int(MAX_TUNING_VOXELS // max(1, (z1 - z0) * nx)))
     y0 = max(0, (ny - rows) // 2)
-    y1 = min(ny, y0 + rows)
-    index = (slice(z0, z1), slice(y0, y1), slice(*box))
-    region = Volume(image.data[index], image.voxel_size, "user", name="tuning")
-    job = predict(
-        model,
-        region,
-        out,
-        tta=DEFAULT_TTA,
-        batch=2,
-        precision=precision,
-        threads=torch.get_num_threads(),
-        overwrite=True,
-        cancel=cancel,
-    )
-    probs = yield from job
-    if probs is None:
-        return None, None
-    keep = zs - z0
-    truth = np.asarray(labels.data[index].compute())[keep]
-    return probs, (truth, keep)
+    return slice(z0, z1), slice(y0, min(ny, y0 + rows)), slice(0, nx)
+
+
+def _masked(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``array`` (z, y, x) with the voxels outside the (y, x) ``mask`` set to 0."""
+    return array if mask is None else np.where(mask[None], array, 0)
 
 
 def _decode(probs, where: Path, decoding: dict[str, Any]) -> np.ndarray:
@@ -195,63 +181,76 @@ def instance_grid(painted: dict[str, float]) -> list[dict[str, Any]]:
     ]
 
 
-def _tune_instance(probs, truth, painted, where: Path) -> dict[str, Any]:
-    labels, keep = truth
+def _objects(labels: np.ndarray, painted: dict[str, float]) -> np.ndarray:
+    """Connected painted objects; painting slips (a few voxels) left out."""
     objects = cc3d.connected_components(labels, connectivity=6)
     dust = min(100, max(1, int(0.01 * float(painted.get("median_volume", 0.0)))))
-    objects = cc3d.dust(objects, threshold=dust)
+    return cc3d.dust(objects, threshold=dust)
+
+
+def _tune_instance(probs, truth, keep, mask, painted, where: Path):
+    """The grid setting with the best AP@0.5, then AP@0.75; ties to the stronger."""
+    objects = _objects(truth, painted)
+    held_objects = len(np.unique(_masked(objects, mask))) - 1 if mask is not None else 0
+    if held_objects < MIN_HELD_OUT_OBJECTS:
+        mask, tuned_on = None, "all the painted data"
+    else:
+        tuned_on = "the held-out tiles"
     grid = instance_grid(painted)
     scores = []
     for trial in grid:
-        ev = evaluate(_decode(probs, where, trial)[keep], objects)
+        found = _masked(_decode(probs, where, trial)[keep], mask)
+        ev = evaluate(found, _masked(objects, mask))
         scores.append((round(ev.instances["0.5"].ap, 3), round(ev.instances["0.75"].ap, 3)))
     best = max(range(len(grid)), key=lambda i: (*scores[i], i))
-    return dict(grid[best])
+    return dict(grid[best]), tuned_on
 
 
-def _tune_semantic(probs, truth, config: ModelConfig) -> dict[str, Any]:
-    labels, keep = truth
-    maps = np.asarray(probs[:, keep] if probs.ndim == 4 else probs)
+def _tune_semantic(probs, truth, keep, mask, config: ModelConfig):
+    """One threshold per class: best Dice, ties to the closest volume fraction."""
+    maps = np.asarray(probs)[:, keep]
     scale = 1 / 255 if maps.dtype == np.uint8 else 1.0
+    region = np.ones(truth.shape, bool) if mask is None else np.broadcast_to(mask, truth.shape)
+    tuned_on = "the held-out tiles" if mask is not None else "all the painted data"
     thresholds = []
     for c, value in enumerate(config.label_values, start=1):
-        painted = labels == value
-        share = painted.mean()
-        p = maps[c].astype(np.float32) * scale
+        inside = region
+        if np.count_nonzero((truth == value) & region) < MIN_HELD_OUT_VOXELS:
+            inside, tuned_on = np.ones(truth.shape, bool), "all the painted data"
+        painted = (truth == value)[inside]
+        p = maps[c][inside].astype(np.float32) * scale
         best = (-1.0, 0.0, 0.5)
         for t in THRESHOLDS:
             pred = p >= t
-            inter = np.count_nonzero(pred & painted)
             total = np.count_nonzero(pred) + np.count_nonzero(painted)
-            dice = 2 * inter / total if total else 1.0
-            gap = -abs(pred.mean() - share)
-            best = max(best, (round(dice, 3), gap, t))
+            dice = 2 * np.count_nonzero(pred & painted) / total if total else 1.0
+            best = max(best, (round(dice, 3), -abs(pred.mean() - painted.mean()), t))
         thresholds.append(float(best[2]))
-    return {"thresholds": thresholds, "min_size": 0}
+    return {"thresholds": thresholds, "min_size": 0}, tuned_on
 
 
-def _score(probs, truth, decoding, config: ModelConfig, where: Path, voxel) -> dict[str, Any]:
-    labels, keep = truth
+def _score(probs, truth, keep, mask, decoding, config, where: Path, voxel) -> dict[str, Any]:
+    """Scores of the chosen decoding on the held-out tiles (or all painted data)."""
     decoded = _decode(probs, where, decoding)
-    pred, label_classes = decoded if isinstance(decoded, tuple) else (decoded, None)
-    pred = pred[keep]
+    found, label_classes = decoded if isinstance(decoded, tuple) else (decoded, None)
+    found = _masked(found[keep], mask)
     out: dict[str, Any] = {"slices": len(keep)}
     if config.task == "instance":
-        objects = cc3d.connected_components(labels, connectivity=6)
-        ev = evaluate(pred, objects, voxel)
+        objects = _masked(_objects(truth, config.training.get("painted", {})), mask)
+        ev = evaluate(found, objects, voxel)
         ap = ev.instances["0.5"]
-        out |= {
+        return out | {
             "dice": round(ev.foreground_dice, 4),
             "ap50": round(ap.ap, 4),
             "tp_fp_fn": [ap.tp, ap.fp, ap.fn],
             "objects_painted": ev.n_gt,
             "objects_found": ev.n_pred,
         }
-        return out
+    region = np.ones(truth.shape, bool) if mask is None else np.broadcast_to(mask, truth.shape)
     classes = {}
     for c, (name, value) in enumerate(zip(config.classes, config.label_values), start=1):
-        predicted = label_classes[pred] == c
-        painted = labels == value
+        predicted = (label_classes[found] == c)[region]
+        painted = (truth == value)[region]
         total = np.count_nonzero(predicted) + np.count_nonzero(painted)
         classes[name] = {
             "dice": round(2 * np.count_nonzero(predicted & painted) / total, 4) if total else 1.0,
@@ -260,5 +259,5 @@ def _score(probs, truth, decoding, config: ModelConfig, where: Path, voxel) -> d
         }
     out["classes"] = classes
     out["dice"] = round(float(np.mean([c["dice"] for c in classes.values()])), 4)
-    out["objects_found"] = int(np.count_nonzero(np.unique(pred)))
+    out["objects_found"] = int(np.count_nonzero(np.unique(found)))
     return out

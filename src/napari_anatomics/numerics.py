@@ -25,6 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
+#: Non-finite steps within :data:`SWITCH_WINDOW` iterations after which a mixed-precision
+#: run switches to float32 (float16 on CUDA skips a few steps while its loss scale
+#: settles: more there).
+SWITCH_AFTER = {torch.bfloat16: 3, torch.float16: 20}
+SWITCH_WINDOW = 100
 #: Mixed precision passes when its loss is within this relative distance of float32's...
 LOSS_RTOL = 0.05
 #: ... and its gradient points the same way (cosine similarity at least this).
@@ -120,6 +125,31 @@ def compare_precision(
     else:
         reason = ""
     return PrecisionCheck(not reason, reason, loss32, loss_mixed, cosine)
+
+
+def switch_reason(
+    recent: list[int], dtype: torch.dtype, recheck: Callable[[], PrecisionCheck]
+) -> str:
+    """Why a mixed-precision run should go to float32 now ("" to keep going).
+
+    Parameters
+    ----------
+    recent : list of int
+        Iterations of the non-finite steps of the last :data:`SWITCH_WINDOW`.
+    dtype : torch.dtype
+        The run's mixed-precision dtype.
+    recheck : callable
+        Runs :func:`compare_precision` on a fresh batch; called at the first
+        non-finite step of a window.
+    """
+    name = dtype_name(dtype)
+    if len(recent) >= SWITCH_AFTER.get(dtype, 3):
+        return f"{len(recent)} of the last {SWITCH_WINDOW} {name} steps gave NaN or inf"
+    if len(recent) == 1:
+        check = recheck()
+        if not check.ok:
+            return f"a {name} step gave NaN or inf and the re-check failed ({check.reason})"
+    return ""
 
 
 def grads_finite(net: torch.nn.Module) -> bool:

@@ -198,3 +198,16 @@ def resolve(
 def default_window(architecture: str) -> tuple[int, int, int]:
     """The default (z, y, x) window of an architecture, before fitting it to the volume."""
     return DEFAULT_WINDOW_2D if architecture == "unet2d" else DEFAULT_WINDOW_3D
+
+
+def describe_recipe(config: TrainConfig, why: dict[str, str], device: torch.device) -> str:
+    """One line naming the recipe of a run (the data-decided settings with their reason)."""
+    chosen = "; ".join(f"{k} {v}" for k, v in why.items())
+    threads = f", {config.threads} threads" if device.type == "cpu" else ""
+    return (
+        f"recipe: {config.task}, {config.architecture} on {device.type}{threads}, "
+        f"downsample {','.join(map(str, config.downsample))}, batch {config.batch}, "
+        f"lr {config.lr:g}, zoom {config.zoom:g}, object crops {config.object_crops:g}, "
+        f"copy-paste {config.copy_paste:g}, held out {config.val_fraction:g}"
+        + (f" (chosen: {chosen})" if chosen else "")
+    )

@@ -132,7 +132,10 @@ class CropSampler:
     task : {"semantic", "instance"}
     rng : numpy.random.Generator
     x_range : (int, int), optional
-        Restrict crops to these x columns (the rest is held out for validation).
+        Restrict crops to these x columns.
+    holdout : ndarray of bool, optional
+        (y, x) voxels held out for validation (see :mod:`~napari_anatomics.holdout`):
+        out of the loss, never crop centres, never pasted.
     label_values : sequence of int
         Semantic class values.
     ignore_value : int, optional
@@ -162,6 +165,7 @@ class CropSampler:
         rng: np.random.Generator,
         *,
         x_range: tuple[int, int] | None = None,
+        holdout: np.ndarray | None = None,
         label_values: Sequence[int] = (),
         ignore_value: int | None = None,
         distance: bool = False,
@@ -185,12 +189,18 @@ class CropSampler:
         self.fg_fraction = fg_fraction
         self.augmenter = augmenter
         self.paste = float(paste)
+        self.holdout = holdout
         x0, x1 = self.x_range
         cells = data.fg_cells
         # Whole cells only: a painted voxel drawn from a cell reaching past
         # ``x_range`` could not be held by a window inside it.
         left = cells[:, 2] * FG_CELL
-        self.fg_cells = cells[(left >= x0) & (left + FG_CELL <= x1)]
+        keep = (left >= x0) & (left + FG_CELL <= x1)
+        if holdout is not None and cells.size:
+            cy = np.minimum(cells[:, 1] * FG_CELL + FG_CELL // 2, holdout.shape[0] - 1)
+            cx = np.minimum(left + FG_CELL // 2, holdout.shape[1] - 1)
+            keep &= ~holdout[cy, cx]
+        self.fg_cells = cells[keep]
         weights = _object_weights(self.fg_cells) if balance else None
         self._cell_cdf = np.cumsum(weights) if weights is not None else None
         self.annotated_z = np.flatnonzero(data.annotated)
@@ -244,8 +254,11 @@ class CropSampler:
         z0 = int(np.clip(z - self.rng.integers(wz), 0, nz - wz))
         return z0, self._start(y, wy, 0, ny), self._start(x, wx, *self.x_range)
 
-    def crop(self, origin: Sequence[int], augment: bool = True):
+    def crop(self, origin: Sequence[int], augment: bool = True, held_out: bool = False):
         """Image (1, z, y, x), targets and mask for one crop origin.
+
+        With ``held_out`` the mask keeps the held-out voxels instead of the
+        training ones (validation).
 
         Returns
         -------
@@ -260,6 +273,9 @@ class CropSampler:
         image = normalize(np.asarray(self.data.image[index]), self.data.normalization)
         labels = np.asarray(self.data.labels[index])
         mask = loss_mask(labels, self.data.annotated[index[0]], self.ignore_value)
+        if self.holdout is not None:
+            held = self.holdout[index[1], index[2]][None]
+            mask &= held if held_out else ~held
         if image.shape[1:] != self.window[1:]:
             image, labels, mask = resample_crop(image, labels, mask, self.window[1:])
         if augment and self.paste > 0 and self.fg_cells.size and self.rng.random() < self.paste:
@@ -291,6 +307,8 @@ class CropSampler:
         value = int(source[z - z0, y - y0, x - x0])
         pieces = cc3d.connected_components(source == value, connectivity=26)
         obj = pieces == pieces[z - z0, y - y0, x - x0]
+        if self.holdout is not None:
+            obj &= ~self.holdout[box[1], box[2]][None]
         source_image = normalize(np.asarray(self.data.image[box]), self.data.normalization)
         value_out = value if self.task == "semantic" else None
         return paste_object(self.rng, image, labels, mask, source_image, obj, value_out)

@@ -34,6 +34,7 @@ import torch
 
 from .augment import Augmenter
 from .decoding import tune_decoding
+from .holdout import holdout_tiles, validation_origins
 from .losses import dice_score, instance_loss, semantic_loss
 from .model_config import ModelConfig
 from .model_store import (
@@ -45,10 +46,10 @@ from .model_store import (
     save_model,
 )
 from .models import build_network, run_network
-from .numerics import compare_precision, dtype_name, guarded_step
+from .numerics import SWITCH_WINDOW, compare_precision, dtype_name, guarded_step, switch_reason
 from .progress import CancelToken, Job, Progress, stage
 from .recipe import TrainConfig
-from .recipe_auto import resolve
+from .recipe_auto import describe_recipe, resolve
 from .sampling import CropSampler, prepare_data
 from .training_checks import check_training_data
 from .training_runtime import (
@@ -60,11 +61,6 @@ from .training_runtime import (
 )
 from .volume import Volume
 
-#: Non-finite steps within :data:`SWITCH_WINDOW` iterations after which a mixed-precision
-#: run switches to float32 (float16 on CUDA skips a few steps while its loss scale
-#: settles: more there).
-SWITCH_AFTER = {torch.bfloat16: 3, torch.float16: 20}
-SWITCH_WINDOW = 100
 #: Batches the first check of mixed precision runs on (failures can be intermittent).
 CHECK_BATCHES = 2
 #: Non-finite float32 steps in a row that stop the run.
@@ -134,19 +130,6 @@ def train(
         torch.set_num_threads(old_threads)
 
 
-def describe_recipe(config: TrainConfig, why: dict[str, str], device: torch.device) -> str:
-    """One line naming the recipe of a run (the data-decided settings with their reason)."""
-    chosen = "; ".join(f"{k} {v}" for k, v in why.items())
-    threads = f", {config.threads} threads" if device.type == "cpu" else ""
-    return (
-        f"recipe: {config.task}, {config.architecture} on {device.type}{threads}, "
-        f"downsample {','.join(map(str, config.downsample))}, batch {config.batch}, "
-        f"lr {config.lr:g}, zoom {config.zoom:g}, object crops {config.object_crops:g}, "
-        f"copy-paste {config.copy_paste:g}, held out {config.val_fraction:g}"
-        + (f" (chosen: {chosen})" if chosen else "")
-    )
-
-
 def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
     """The training loop proper (settings already checked)."""
     seed_everything(config.seed)
@@ -165,13 +148,14 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
     if config.init_from:
         _init_from(net, mconfig, Path(config.init_from))
     net.to(device)
-    x_split = _x_split(data.shape[2], mconfig.window[2], config.val_fraction)
+    # Held-out tiles half a window wide (whole objects fit in a few of them).
+    held = holdout_tiles(data.shape[1:], max(mconfig.window[1:]) // 2, config.val_fraction)
     sampler = CropSampler(
         data,
         mconfig.window,
         config.task,
         rng,
-        x_range=(0, x_split),
+        holdout=held,
         label_values=mconfig.label_values,
         ignore_value=config.ignore_value,
         distance=config.distance,
@@ -189,7 +173,7 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         else None,
         paste=config.copy_paste if config.augment else 0.0,
     )
-    val_crops = _val_origins(data, mconfig.window, x_split) if config.val_fraction else []
+    val_crops = validation_origins(data, mconfig.window, held) if held is not None else []
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp = autocast_dtype(device, config.precision)
     state = {"iteration": 0, "elapsed": 0.0, "history": [], "skipped": 0, "precision": []}
@@ -199,7 +183,7 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         opt.load_state_dict(ckpt["optimizer"])
         state = {k: ckpt[k] for k in ("iteration", "elapsed", "history")}
         state["skipped"] = int(ckpt.get("skipped", 0))
-        state["precision"] = list(mconfig_precision_events(out_dir))
+        state["precision"] = ModelConfig.load(out_dir).training.get("precision_events", [])
         if ckpt.get("precision") == "float32":
             amp = None
         set_rng_states(ckpt["rng"], rng)
@@ -290,7 +274,14 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
                 streak += 1
                 recent = [i for i in recent if i > it - SWITCH_WINDOW] + [it]
                 if amp is not None:
-                    reason = _switch_reason(net, sampler, config, device, amp, recent, loss_of)
+                    reason = switch_reason(
+                        recent,
+                        amp,
+                        lambda b=sampler.batch(config.batch), a=amp: compare_precision(
+                            net, lambda: loss_of(b), device, a
+                        ),
+                    )
+                    net.train()
                     if reason:
                         amp = None
                         scaler = torch.amp.GradScaler("cuda", enabled=False)
@@ -329,38 +320,12 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         net.eval()
         result = yield from stage(
             "decoding",
-            tune_decoding(net, mconfig, image, labels, x_split, device, amp, cancel),
+            tune_decoding(net, mconfig, image, labels, held, device, amp, cancel),
         )
         if result is not None:
             mconfig.decoding, mconfig.validation = result
             mconfig.save(out_dir)
     return out_dir
-
-
-def mconfig_precision_events(out_dir: Path) -> list[dict]:
-    """Precision events recorded in a model folder's config (for a resumed run)."""
-    try:
-        return list(ModelConfig.load(out_dir).training.get("precision_events", []))
-    except (OSError, ValueError):
-        return []
-
-
-def _switch_reason(net, sampler, config, device, amp, recent, loss_of) -> str:
-    """Why a mixed-precision run should go to float32 now ("" to keep going).
-
-    ``recent`` holds the iterations of the non-finite steps of the last
-    :data:`SWITCH_WINDOW`; the first one is re-checked against float32.
-    """
-    name = dtype_name(amp)
-    if len(recent) >= SWITCH_AFTER.get(amp, 3):
-        return f"{len(recent)} of the last {SWITCH_WINDOW} {name} steps gave NaN or inf"
-    if len(recent) == 1:
-        batch = sampler.batch(config.batch)
-        check = compare_precision(net, lambda: loss_of(batch), device, amp)
-        net.train()
-        if not check.ok:
-            return f"a {name} step gave NaN or inf and the re-check failed ({check.reason})"
-    return ""
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, architecture: str) -> torch.Tensor:
@@ -373,7 +338,7 @@ def _validate(net, sampler, origins, config, device, amp) -> float:
     net.eval()
     scores = []
     for origin in origins:
-        image, target, mask = sampler.crop(origin, augment=False)
+        image, target, mask = sampler.crop(origin, augment=False, held_out=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             logits = _forward(net, torch.from_numpy(image[None]).to(device), config.architecture)
         scores.append(
@@ -401,24 +366,6 @@ def _eta(config: TrainConfig, it: int, it_s: float, elapsed: float) -> float:
     if config.time_limit_s is not None:
         eta = min(eta, max(0.0, config.time_limit_s - elapsed))
     return float(eta)
-
-
-def _x_split(nx: int, wx: int, val_fraction: float) -> int:
-    if not val_fraction:
-        return nx
-    return nx - max(wx, round(nx * val_fraction))
-
-
-def _val_origins(data, window, x_split: int, max_crops: int = 8) -> list[tuple[int, int, int]]:
-    """Fixed validation windows tiling the held-out x range over annotated slices."""
-    nz, ny, nx = data.shape
-    wz, wy, wx = window
-    zs = sorted({int(np.clip(z - wz // 2, 0, nz - wz)) for z in np.flatnonzero(data.annotated)})
-    ys = list(range(0, ny - wy + 1, wy)) or [0]
-    xs = list(range(x_split, nx - wx + 1, wx)) or [nx - wx]
-    origins = [(z, y, x) for z in zs for y in ys for x in xs]
-    step = max(1, len(origins) // max_crops)
-    return origins[::step][:max_crops]
 
 
 def _check_resumable(out_dir: Path, mconfig: ModelConfig) -> None:

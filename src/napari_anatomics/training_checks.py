@@ -96,7 +96,6 @@ def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> M
             f"window (z, y, x) {window} does not suit the network: each size must be a "
             f"multiple of its down-sampling {factor} (depth {config.depth}); try {fit}"
         )
-    _check_split(config, window, model_shape)
     classes, values = _classes(config, report.histogram)
     data = {
         "image": image.source,
@@ -127,19 +126,6 @@ def _check_settings(config: TrainConfig) -> None:
     if config.init_from and not (Path(config.init_from) / CONFIG_NAME).is_file():
         raise ValueError(f"cannot fine-tune from {config.init_from}: it is not a model folder")
     check_precision(config.precision)
-
-
-def _check_split(config: TrainConfig, window, model_shape) -> None:
-    if not config.val_fraction:
-        return
-    nx, wx = model_shape[2], window[2]
-    held = max(wx, round(nx * config.val_fraction))
-    if nx - held < wx:
-        raise ValueError(
-            f"validation split {config.val_fraction} leaves {nx - held} x-columns for "
-            f"training, fewer than the window ({wx}): use a smaller window, less "
-            "downsampling or no validation split"
-        )
 
 
 def _classes(config: TrainConfig, histogram: dict) -> tuple[list[str], list[int]]:

@@ -370,7 +370,7 @@ def describe_validation(validation: dict) -> str:
         return ""
     if not validation.get("objects_found"):
         return (
-            f"Warning: the model finds nothing on the {validation['on']}; train longer or "
+            f"Warning: the model finds nothing on {validation['on']}; train longer or "
             "paint more slices."
         )
     parts = [f"Dice {validation['dice']:.2f}"]
@@ -381,7 +381,7 @@ def describe_validation(validation: dict) -> str:
             f"{name} volume fraction {100 * c['volume_fraction_found']:.1f} % "
             f"(painted {100 * c['volume_fraction_painted']:.1f} %)"
         )
-    return f"On the {validation['on']}: " + ", ".join(parts) + "."
+    return f"On {validation['on']}: " + ", ".join(parts) + "."
 
 
 def send_to_train(viewer, labels: Labels, image: Image | None = None) -> TrainWidget:

@@ -147,12 +147,12 @@ def _report(saved) -> int:
             f"{100 * c['volume_fraction_found']:.2f} % "
             f"(painted {100 * c['volume_fraction_painted']:.2f} %)"
         )
-    print(f"on the {val['on']}: " + "; ".join(scores))
+    print(f"on {val['on']}: " + "; ".join(scores))
     shown = {k: v for k, v in saved.decoding.items() if k not in ("seed_depth_radius",)}
-    print(f"decoding (chosen on the {val['tuned_on']}, used by predict): {shown}")
+    print(f"decoding (chosen on {val['tuned_on']}, used by predict): {shown}")
     if not val.get("objects_found"):
         print(
-            f"anatomics train: warning: the model finds no objects on the {val['on']}: it is "
+            f"anatomics train: warning: the model finds no objects on {val['on']}: it is "
             "not usable yet; train longer, paint more slices, or check the labels with "
             "`anatomics check`",
             file=sys.stderr,
