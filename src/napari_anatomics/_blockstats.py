@@ -30,7 +30,7 @@ import fastremap
 import numpy as np
 from scipy import ndimage as ndi
 
-from .volume import Volume
+from .volume import Volume, check_voxel_size
 
 #: Voxels per block when an in-memory, zarr or h5py array is read in z-slabs.
 SLAB_VOXELS = 1 << 25
@@ -42,15 +42,17 @@ Slices = tuple[slice, ...]
 
 def unwrap(arr: Any, voxel_size: Sequence[float] | None, what: str):
     """The (z, y, x) array behind ``arr`` and the voxel size (given, or the Volume's)."""
+    if voxel_size is not None:
+        voxel_size = check_voxel_size(voxel_size, f"{what} voxel_size")
     if isinstance(arr, Volume):
-        return arr.data, (tuple(voxel_size) if voxel_size is not None else arr.voxel_size)
+        arr, voxel_size = arr.data, voxel_size or arr.voxel_size
     if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
         arr = np.asarray(arr)
     if len(arr.shape) == 2:
         arr = arr[None] if isinstance(arr, (np.ndarray, da.Array)) else da.from_array(arr)[None]
     if len(arr.shape) != 3:
         raise ValueError(f"{what} must be a 3D (z, y, x) or 2D array, not shape {arr.shape}")
-    return arr, (None if voxel_size is None else tuple(float(v) for v in voxel_size))
+    return arr, voxel_size
 
 
 def blocks(arr: Any) -> Iterator[tuple[Slices, Slices, tuple[int, ...]]]:

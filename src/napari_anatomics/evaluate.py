@@ -35,7 +35,7 @@ from ._blockstats import blocks as _blocks
 from ._blockstats import check_labels as _check_labels
 from ._blockstats import read as _read
 from ._blockstats import unwrap as _unwrap
-from .volume import Volume
+from .volume import Volume, check_voxel_size
 
 
 @dataclass
@@ -143,6 +143,37 @@ def instance_scores(pred: Any, gt: Any, iou: float = 0.5) -> InstanceScores:
     return _instances(contingency(pred, gt), iou)
 
 
+def check_iou_thresholds(thresholds: Sequence[float], what: str = "IoU thresholds") -> list[float]:
+    """Return the thresholds as floats, or refuse any outside (0, 1] in one clear line.
+
+    Parameters
+    ----------
+    thresholds : sequence of float
+        IoU levels at which a predicted object matches a true one.
+    what : str
+        How the caller names them in the message (e.g. ``--iou``).
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    ValueError
+        If one is not a number in (0, 1]: an IoU is at most 1, and at 0 every
+        pair of objects would match.
+    """
+    values = [float(t) for t in thresholds]
+    bad = [t for t in values if not 0 < t <= 1]
+    if not values or bad:
+        raise ValueError(
+            f"{what} {', '.join(f'{t:g}' for t in values) or '(none)'}: each must be a "
+            "number above 0 and at most 1 (IoU is the overlap divided by the union), "
+            "e.g. 0.5,0.75"
+        )
+    return values
+
+
 def evaluate(
     pred: Any,
     gt: Any,
@@ -181,6 +212,9 @@ def evaluate(
     vs = voxel_size
     if vs is None:
         vs = next((a.voxel_size for a in (gt, pred) if isinstance(a, Volume)), None)
+    else:
+        vs = check_voxel_size(vs, "voxel_size")
+    thresholds = check_iou_thresholds(thresholds)
     table = contingency(pred, gt)
     fg_iou, fg_dice = _foreground(table)
     if semantic:

@@ -19,15 +19,17 @@ A voxel size given by the caller overrides the file; with neither,
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
-from .volume import DEFAULT_VOXEL_SIZE, Volume, parse_voxel_size
+from .volume import DEFAULT_VOXEL_SIZE, Volume, check_voxel_size, parse_voxel_size
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -141,9 +143,7 @@ def open_volume(
         )
     if voxel_size is not None:
         vs = parse_voxel_size(voxel_size) if isinstance(voxel_size, str) else voxel_size
-        vs, origin = tuple(float(v) for v in vs), "user"
-        if len(vs) != 3 or min(vs) <= 0:
-            raise ValueError(f"voxel_size must be three positive numbers (z, y, x), not {vs}")
+        vs, origin = check_voxel_size(vs, "voxel_size"), "user"
     elif file_voxel is not None:
         vs, origin = file_voxel, "file"
     else:
@@ -162,6 +162,30 @@ def require_3d(volume: Volume) -> Volume:
             f"{volume.source or volume.name}: is a single 2D image {tuple(volume.shape)}, "
             "but a 3D stack (z, y, x) is needed; open the whole stack (a multi-page TIFF, "
             "or the folder holding all slices) instead"
+        )
+    return volume
+
+
+def require_labels(volume: Volume, what: str = "labels") -> Volume:
+    """Return ``volume`` if it is a 3D stack of integer labels, else raise one clear line.
+
+    Parameters
+    ----------
+    volume : Volume
+    what : str
+        How the message names the input (``labels``, ``--classes``).
+
+    Raises
+    ------
+    VolumeReadError
+        For a 2D image, or grey values (floats) where object ids are expected.
+    """
+    require_3d(volume)
+    if volume.dtype != bool and not np.issubdtype(volume.dtype, np.integer):
+        raise VolumeReadError(
+            f"{volume.source or volume.name}: holds {volume.dtype} values, but {what} must "
+            "be integer ids (0 = background); give the labels file, or label the "
+            "probabilities first (anatomics postprocess)"
         )
     return volume
 
@@ -218,15 +242,114 @@ def _text(value: Any) -> str:
 # --- TIFF ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def quiet_tifffile() -> Iterator[list[str]]:
+    """Collect tifffile's log messages instead of letting them print to stderr.
+
+    tifffile logs damaged files ("invalid page offset") as warnings before it
+    raises or carries on; the readers here report such files in their own
+    words (:func:`check_tiff_complete`), so the raw lines are kept out of the
+    terminal. Yields the list the messages are collected into.
+    """
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def check_tiff_complete(tif: Any, path: str | Path, logged: Sequence[str] = ()) -> None:
+    """Refuse a TIFF that ends before the image data its tags point to.
+
+    Only the tags are read (page offsets and byte counts, via tifffile), not
+    the pixels, so this is cheap even for long stacks. A file cut short by an
+    interrupted copy or export would otherwise open, pass a data check and
+    fail later in the middle of a job with a bare "failed to read N bytes".
+
+    Parameters
+    ----------
+    tif : tifffile.TiffFile
+        The open file.
+    path : str or Path
+        Its name, for the message.
+    logged : sequence of str
+        What tifffile logged while opening it (see :func:`quiet_tifffile`): a page
+        or tag value that points past the end of the file means it was cut short.
+
+    Raises
+    ------
+    VolumeReadError
+        Naming the file, the first missing page or byte and the fix.
+    """
+    fix = "it was cut short (an interrupted copy or export?): copy or export it again"
+    size = int(tif.filehandle.size)
+    if not tif.pages or not tif.series:
+        raise VolumeReadError(
+            f"{path}: holds no readable image: it is damaged or was cut short (an "
+            "interrupted copy or export?): copy or export it again"
+        )
+    series = tif.series[0]
+    pages = tif.pages
+    n = len(pages)
+    past_end = [m for m in logged if "invalid page offset" in m or "invalid value offset" in m]
+    if past_end:
+        raise VolumeReadError(
+            f"{path}: is incomplete: it points past its end ({n} readable pages, "
+            f"{size:,} bytes); {fix}"
+        )
+    images = int((tif.imagej_metadata or {}).get("images", 1) or 1)
+    if tif.is_imagej and series.kind != "imagej" and images > n:
+        raise VolumeReadError(
+            f"{path}: is incomplete: it holds {n} readable pages of the {images} its "
+            f"ImageJ header announces; {fix}"
+        )
+    page_size = max(1, int(np.prod(series.keyframe.shape)))
+    expected = max(1, int(np.prod(series.shape)) // page_size)
+    if series.dataoffset is not None:  # one contiguous block of data
+        end = int(series.dataoffset) + int(series.nbytes)
+        if end > size:
+            raise VolumeReadError(
+                f"{path}: is incomplete: its data runs to byte {end:,} but the file "
+                f"has {size:,} bytes; {fix}"
+            )
+        return
+    pages.useframes = True  # offsets and byte counts only, not every tag
+    for i in range(n):
+        page = pages[i]
+        ends = [int(o) + int(c) for o, c in zip(page.dataoffsets, page.databytecounts) if o]
+        if ends and max(ends) > size:
+            raise VolumeReadError(
+                f"{path}: is incomplete: page {i + 1} of {n} runs to byte {max(ends):,} "
+                f"but the file has {size:,} bytes; {fix}"
+            )
+    if n < expected:
+        raise VolumeReadError(
+            f"{path}: is incomplete: it holds {n} readable pages of the {expected} its "
+            f"header announces; {fix}"
+        )
+
+
 def _open_tiff(path: Path) -> tuple[da.Array, tuple[float, float, float] | None]:
     import tifffile
     import zarr
 
-    with tifffile.TiffFile(path) as tif:
+    with quiet_tifffile() as logged, tifffile.TiffFile(path) as tif:
+        check_tiff_complete(tif, path, logged)
         series = tif.series[0]
         axes, shape = series.axes, series.shape
         voxel = _tiff_voxel(tif)
-    store = tifffile.imread(path, aszarr=True, series=0, level=0, chunkmode="page")
+    with quiet_tifffile():
+        store = tifffile.imread(path, aszarr=True, series=0, level=0, chunkmode="page")
     array = zarr.open(store, mode="r")
     data = da.from_zarr(array)
     # Drop singleton axes (ImageJ 'TZCYX' with size-1 T/C); keep y, x.

@@ -16,7 +16,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .io import VolumeReadError, open_volume, require_3d
+from .io import VolumeReadError, check_tiff_complete, open_volume, quiet_tifffile, require_3d
 from .progress import Job, Progress
 from .volume import Volume
 from .writers import write_volume_job
@@ -104,7 +104,8 @@ def _slice_header(path: Path) -> tuple[tuple[int, int], np.dtype, bool]:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with quiet_tifffile() as logged, tifffile.TiffFile(path) as tif:
+                check_tiff_complete(tif, path, logged)
                 series = tif.series[0]
                 shape = tuple(n for n in series.shape if n != 1)
                 dtype = np.dtype(series.dtype)

@@ -62,6 +62,42 @@ def parse_voxel_size(text: str | Sequence[float]) -> tuple[float, float, float]:
     return (z, y, x)
 
 
+def check_voxel_size(
+    voxel_size: Sequence[float], what: str = "voxel_size"
+) -> tuple[float, float, float]:
+    """Return ``voxel_size`` as three floats, or refuse it in one clear line.
+
+    Parameters
+    ----------
+    voxel_size : sequence of 3 float
+        (z, y, x) in nanometres.
+    what : str
+        How the caller names the value in the message (an option, a file).
+
+    Returns
+    -------
+    tuple of float
+        The voxel size, (z, y, x) nm.
+
+    Raises
+    ------
+    ValueError
+        If it is not three finite numbers above zero: volumes and lengths
+        computed from it would be negative, zero or NaN.
+    """
+    try:
+        values = tuple(float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(
+            f"{what} {tuple(voxel_size) if np.iterable(voxel_size) else voxel_size!r} must be "
+            "three finite numbers above zero (z, y, x nm), e.g. (40, 10, 10): volumes "
+            "and lengths are computed from it"
+        )
+    return values  # type: ignore[return-value]
+
+
 def format_voxel_size(voxel_size: Sequence[float]) -> str:
     """Format a (z, y, x) voxel size the way users read it: "10 x 10 x 40 nm (x, y, z)"."""
     z, y, x = (float(v) for v in voxel_size)
@@ -96,7 +132,7 @@ class Volume:
     def __post_init__(self) -> None:
         if not isinstance(self.data, da.Array):
             self.data = da.asarray(self.data)
-        self.voxel_size = tuple(float(v) for v in self.voxel_size)  # type: ignore[assignment]
+        self.voxel_size = check_voxel_size(self.voxel_size, f"{self.name}: voxel size")
 
     @property
     def shape(self) -> tuple[int, ...]:
