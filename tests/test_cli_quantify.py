@@ -80,10 +80,16 @@ def test_mesh(files, capsys):
     assert main([*args, "--ids", "1,3", "--smooth", "2"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["mesh_00001.ply", "mesh_00003.ply"]
     assert len(read_ply(out / "mesh_00003.ply")["face"]) > 0
-    assert main([*args, "--points", "--combined", "--downscale", "1,2,2"]) == 0
+    # an earlier export is kept unless --overwrite, which replaces it (not a mix of both)
+    assert main([*args, "--points", "--combined", "--downscale", "1,2,2"]) == 1
+    assert "already holds 2 earlier export file(s)" in capsys.readouterr().err
+    assert main([*args, "--points", "--combined", "--downscale", "1,2,2", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["points.ply"]
     assert len(read_ply(out / "points.ply")["vertex"]) > 0
-    assert main([*args, "--downscale", "x"]) == 1
-    assert "--downscale" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main([*args, "--downscale", "x"])
+    assert usage.value.code == 2
+    assert "--downscale 'x'" in capsys.readouterr().err
 
 
 def test_clear_error_for_missing_file(tmp_path, capsys):

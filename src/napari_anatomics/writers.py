@@ -31,6 +31,7 @@ import dask.array as da
 import numpy as np
 
 from .progress import Job, Progress, run_job
+from .volume import check_voxel_size
 
 #: Default chunk shape (z, y, x) of written zarr / h5 arrays.
 DEFAULT_CHUNKS: tuple[int, int, int] = (16, 256, 256)
@@ -111,7 +112,7 @@ def write_zarr_job(
             group = group.require_group(parent)
         final = path / component
         tmp = final.parent / f".{leaf}.tmp-{uuid.uuid4().hex[:8]}"
-        _check_target(final, overwrite)
+        check_target(final, overwrite)
 
         def create(**kwargs):
             return group.create_array(name=tmp.name, **kwargs)
@@ -119,7 +120,7 @@ def write_zarr_job(
         result = f"{path}:{component}"
     else:
         final, result = path, str(path)
-        _check_target(final, overwrite)
+        check_target(final, overwrite)
         tmp = _tmp_name(final)
 
         def create(**kwargs):
@@ -187,7 +188,7 @@ def write_h5_job(
     data = da.asarray(data)
     chunks = _chunks(data, chunks)
     final = Path(path)
-    _check_target(final, overwrite)
+    check_target(final, overwrite)
     tmp = _tmp_name(final)
     done = False
     try:
@@ -247,7 +248,7 @@ def write_tif_job(
 
     data = da.asarray(data)
     final = Path(path)
-    _check_target(final, overwrite)
+    check_target(final, overwrite)
     tmp = _tmp_name(final)
     imagej = data.dtype in (np.uint8, np.uint16, np.float32) and data.nbytes < 2**31
     kwargs: dict[str, Any] = {
@@ -346,11 +347,7 @@ def _chunks(data: da.Array, chunks: Sequence[int] | None) -> tuple[int, ...]:
 def _attrs(voxel_size: Sequence[float] | None, attrs: Mapping[str, Any] | None) -> dict:
     out: dict[str, Any] = {"axes": "zyx"}
     if voxel_size is not None:
-        if len(voxel_size) != 3 or min(voxel_size) <= 0:
-            raise ValueError(
-                f"voxel_size must be three positive numbers (z, y, x), not {voxel_size}"
-            )
-        out["voxel_size_nm"] = [float(v) for v in voxel_size]
+        out["voxel_size_nm"] = list(check_voxel_size(voxel_size))
     out.update({k: _jsonable(v) for k, v in (attrs or {}).items()})
     return out
 
@@ -422,11 +419,33 @@ def _tmp_name(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
-def _check_target(final: Path, overwrite: bool) -> None:
+def check_target(final: Path, overwrite: bool) -> None:
+    """Refuse to write ``final`` where that would lose something, before any work.
+
+    Its folder must exist; an existing ``final`` is replaced only with
+    ``overwrite``, and never when it is a folder holding files that no writer
+    made (not a zarr store): "overwrite" replaces an earlier output, not a
+    folder of someone's files.
+
+    Raises
+    ------
+    FileNotFoundError, FileExistsError
+        Naming the path and the fix.
+    """
     if not final.parent.exists():
         raise FileNotFoundError(f"{final.parent}: folder does not exist; create it first")
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final}: already exists; choose another name or overwrite it")
+    if (
+        final.is_dir()
+        and any(final.iterdir())
+        and not any((final / name).exists() for name in ("zarr.json", ".zarray", ".zgroup"))
+    ):
+        # "overwrite" replaces an earlier output, never a folder of someone's files
+        raise FileExistsError(
+            f"{final}: is a folder that holds no earlier output and is kept; choose "
+            "another name"
+        )
 
 
 def _swap(tmp: Path, final: Path) -> None:

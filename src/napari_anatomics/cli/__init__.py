@@ -7,18 +7,29 @@ function that adds its parsers; the work itself is done by the headless core.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import _data, _demo, _predict, _quantify, _train
 
 _GROUPS = (_demo, _data, _train, _predict, _quantify)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and a pointer to ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        # "argument --iou: --iou 0: ..." -> "--iou 0: ..." (our messages name the option)
+        message = re.sub(r"^argument (\S+): (?=\1)", "", message)
+        self.exit(2, f"{self.prog}: error: {message}\n  (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``anatomics`` argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="anatomics",
         description=(
             "Segment and quantify organelles in volume EM stacks (SBFSEM, FIB-SEM). "
@@ -48,9 +59,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"anatomics {args.command}: error: {err}", file=sys.stderr)
+            print(f"anatomics {args.command}: error: {error_line(err)}", file=sys.stderr)
             print("  (run with --debug for the full traceback)", file=sys.stderr)
         return 1
+
+
+#: Errors whose text alone does not say what happened ("'labels'", "list index out of range").
+_BARE = (KeyError, IndexError, AttributeError, AssertionError, ZeroDivisionError)
+
+
+def error_line(err: BaseException) -> str:
+    """The one line an error is reported with: its message, on one line.
+
+    Operating-system errors name the file and the fix
+    (:func:`~napari_anatomics.outputs.describe_os_error`); errors whose text
+    means nothing alone keep their type name.
+    """
+    from ..outputs import describe_os_error
+
+    text = describe_os_error(err) if isinstance(err, OSError) else str(err)
+    if isinstance(err, _BARE) or not text:
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

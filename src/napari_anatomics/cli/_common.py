@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -33,6 +34,54 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="mixed precision: auto uses it on CUDA and on CPUs with bfloat16 hardware",
     )
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--overwrite``: without it an existing output is kept and the run refused."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} (without it an existing output is kept and nothing is written)",
+    )
+
+
+def ranged(
+    cast: Callable[[str], Any],
+    flag: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+) -> Callable[[str], Any]:
+    """argparse type: a number in ``[low, high]`` (``(low, high]`` with ``low_open``).
+
+    The message names the option, the range and the value given; NaN is refused.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            kind = "an integer" if cast is int else "a number"
+            raise argparse.ArgumentTypeError(f"{flag} takes {kind}, not {text!r}") from None
+        below = low is not None and (value <= low if low_open else value < low)
+        if value != value or below or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be {span(low, high, low_open)}, not {text}"
+            )
+        return value
+
+    parse.__name__ = cast.__name__
+    return parse
+
+
+def span(low: float | None, high: float | None, low_open: bool = False) -> str:
+    """A range in words for messages: ``"in [0, 1]"``, ``"> 0"``, ``">= 1"``."""
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"<= {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}]"
 
 
 def _voxel_size(text: str) -> tuple[float, float, float]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..checks import check
 from ..io import open_volume
-from ..slices import combine_slices
+from ..outputs import check_writable
+from ..slices import combine_slices, list_slices
 from ..volume import format_voxel_size
+from ..writers import check_target
 from ._common import add_voxel_size, run_with_bar, triple
 
 
@@ -57,6 +60,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _combine(args: argparse.Namespace) -> int:
+    # Before any slice is read: the output's kind, name and room (at least half the
+    # raw size: EM slices compress little), so a long combine cannot fail at the end.
+    slices = list_slices(args.folder) if Path(args.folder).is_dir() else []
+    if Path(args.out).is_dir() and not Path(args.out).suffix.lower() == ".zarr":
+        raise ValueError(f"{args.out}: is a folder; give a file name ending in .zarr, .tif or .h5")
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(
+            f"{args.out}: already exists and is kept; choose another name, or add "
+            "--overwrite to replace it"
+        )
+    check_target(Path(args.out), args.overwrite)
+    raw = sum(p.stat().st_size for p in slices)
+    check_writable(args.out, raw // 2)
     job = combine_slices(
         args.folder,
         args.out,

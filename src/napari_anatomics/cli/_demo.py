@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ._common import run_with_bar
+from ..outputs import check_writable
+from ._common import ranged, run_with_bar
+
+#: Free space the demo needs (model, prediction, table and meshes of the bundled sample).
+DEMO_BYTES = 64 * 2**20
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,11 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and write the stats CSV, meshes and a summary into the output folder.",
     )
     p.add_argument("--out", default="anatomics-demo", help="output folder (anatomics-demo)")
-    p.add_argument("--iterations", type=int, default=None, help="training iterations (default: "
-                   "the recipe's; the time limit usually ends training first)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier demo in --out (without it, it is kept and nothing is written)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=ranged(int, "--iterations", 1),
+        default=None,
+        help="training iterations (default: the recipe's; the time limit usually ends "
+        "training first)",
+    )
     p.add_argument(
         "--time-limit",
-        type=float,
+        type=ranged(float, "--time-limit", 0),
         default=5.0,
         metavar="MINUTES",
         help="stop training after this many minutes (5)",
@@ -41,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import format_summary, run_demo
 
+    out = Path(args.out)
+    if (out / "demo-summary.txt").is_file() and not args.overwrite:
+        raise FileExistsError(
+            f"--out {out}: holds an earlier demo, which is kept (its labels may hold your "
+            "edits); add --overwrite to replace it, or choose another --out folder"
+        )
+    check_writable(out, DEMO_BYTES)
     settings = {"iterations": args.iterations} if args.iterations else {}
     job = run_demo(
         args.out,

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
 
-from ..evaluate import evaluate, format_evaluation
+from ..evaluate import check_iou_thresholds, evaluate, format_evaluation
 from ..geometry import export_meshes
-from ..io import open_volume
+from ..io import open_volume, require_3d, require_labels
 from ..measure import measure_job, summarize, write_csv
+from ..outputs import check_new_file, check_output_folder, check_writable, staged_folder
 from ..volume import Volume, format_voxel_size
-from ._common import add_voxel_size, run_with_bar
+from ._common import add_overwrite, add_voxel_size, ranged, run_with_bar
+
+#: Free space asked for before a table or score file is written (they are small).
+CSV_BYTES = 2**20
+#: Free space asked for before meshes are written (more is checked as they are written).
+MESH_BYTES = 8 * 2**20
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--class-names", default=None, metavar="A,B", help="names of classes 1, 2, ...")
     p.add_argument("--totals-csv", default=None, help="also write the totals table here")
+    add_overwrite(p, "existing CSV files")
     add_voxel_size(p)
     p.set_defaults(func=_stats)
 
@@ -56,8 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--class-names", default=None, metavar="A,B", help="names of classes 1, 2..")
     p.add_argument(
-        "--iou", default="0.5,0.75", metavar="T,T", help="IoU thresholds (default 0.5,0.75)"
+        "--iou",
+        type=_iou,
+        default=[0.5, 0.75],
+        metavar="T,T",
+        help="IoU thresholds, each in (0, 1] (default 0.5,0.75)",
     )
+    add_overwrite(p, "an existing --json file")
     add_voxel_size(p)
     p.set_defaults(func=_evaluate)
 
@@ -76,19 +90,69 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--downscale",
-        default="1",
+        type=_downscale,
+        default=1,
         metavar="N",
-        help="keep every N-th voxel (N, or Z,Y,X factors, e.g. 1,4,4)",
+        help="keep every N-th voxel (N, or Z,Y,X factors, e.g. 1,4,4; each >= 1)",
     )
-    p.add_argument("--ids", default=None, metavar="ID,ID", help="only these objects")
+    p.add_argument(
+        "--ids", type=_ids, default=None, metavar="ID,ID", help="only these objects (ids >= 1)"
+    )
     p.add_argument("--combined", action="store_true", help="one file with a per-vertex id")
-    p.add_argument("--smooth", type=int, default=0, metavar="N", help="smoothing iterations")
+    p.add_argument(
+        "--smooth",
+        type=ranged(int, "--smooth", 0),
+        default=0,
+        metavar="N",
+        help="smoothing iterations (>= 0)",
+    )
+    add_overwrite(p, "earlier .ply exports in --out (other files in the folder are never touched)")
     add_voxel_size(p)
     p.set_defaults(func=_mesh)
 
 
-def _open(path: str, voxel_size) -> Volume:
+def _iou(text: str) -> list[float]:
+    try:
+        return check_iou_thresholds([float(t) for t in text.split(",") if t.strip()], "--iou")
+    except ValueError as err:
+        if "--iou" in str(err):
+            raise argparse.ArgumentTypeError(str(err)) from None
+        raise argparse.ArgumentTypeError(
+            f"--iou {text!r}: give numbers such as 0.5,0.75"
+        ) from None
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        ids = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--ids {text!r}: give object ids (integers >= 1) separated by commas"
+        ) from None
+    bad = [i for i in ids if i < 1]
+    if not ids or bad:
+        raise argparse.ArgumentTypeError(
+            f"--ids {text!r}: object ids are integers >= 1 (0 is the background)"
+        )
+    return ids
+
+
+def _downscale(text: str) -> int | tuple[int, int, int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3) or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--downscale {text!r}: give N or Z,Y,X, whole numbers >= 1 (e.g. 2 or 1,4,4)"
+        )
+    return values[0] if len(values) == 1 else tuple(values)  # type: ignore[return-value]
+
+
+def _open(path: str, voxel_size, what: str | None = None) -> Volume:
     volume = open_volume(path, voxel_size=voxel_size)
+    if what is not None:
+        require_labels(volume, what)
     if volume.voxel_size_origin == "default":
         print(
             f"note: {path} does not record its voxel size; assuming "
@@ -103,9 +167,15 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    labels = _open(args.labels, args.voxel_size)
-    image = open_volume(args.image) if args.image else None
-    classes = open_volume(args.classes) if args.classes else None
+    targets = [("--csv", args.csv)] + ([("--totals-csv", args.totals_csv)] * bool(args.totals_csv))
+    if args.totals_csv and Path(args.totals_csv).absolute() == Path(args.csv).absolute():
+        raise ValueError("--totals-csv names the same file as --csv; give another name")
+    for option, path in targets:
+        check_new_file(path, overwrite=args.overwrite, option=option, example="objects.csv")
+        check_writable(path, CSV_BYTES)
+    labels = _open(args.labels, args.voxel_size, "labels")
+    image = require_3d(open_volume(args.image)) if args.image else None
+    classes = _open(args.classes, None, "--classes") if args.classes else None
     for what, other in (("--image", image), ("--classes", classes)):
         if other is not None and other.shape != labels.shape:
             raise ValueError(
@@ -131,17 +201,21 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    pred = _open(args.pred, args.voxel_size)
-    gt = open_volume(args.gt, voxel_size=args.voxel_size)
-    try:
-        thresholds = [float(t) for t in args.iou.split(",")]
-    except ValueError:
-        raise ValueError(f"--iou {args.iou!r}: give numbers such as 0.5,0.75") from None
+    if args.json:
+        check_new_file(args.json, overwrite=args.overwrite, option="--json", example="scores.json")
+        check_writable(args.json, CSV_BYTES)
+    pred = _open(args.pred, args.voxel_size, "the prediction")
+    gt = require_labels(open_volume(args.gt, voxel_size=args.voxel_size), "the ground truth")
+    if pred.shape != gt.shape:
+        raise ValueError(
+            f"the prediction {pred.source} has shape {pred.shape} but the ground truth "
+            f"{gt.source} has {gt.shape}: compare labels of the same stack"
+        )
     result = evaluate(
         pred,
         gt,
         pred.voxel_size,
-        thresholds=thresholds,
+        thresholds=args.iou,
         semantic=args.semantic,
         class_names=_names(args.class_names),
     )
@@ -151,30 +225,39 @@ def _evaluate(args: argparse.Namespace) -> int:
         data = result.to_dict()
         data["pred"], data["gt"] = pred.source, gt.source
         data["voxel_size_nm_xyz"] = list(reversed(pred.voxel_size))
-        out.write_text(json.dumps(data, indent=2))
+        write_text_atomic(out, json.dumps(data, indent=2))
         print(f"wrote {out}")
     return 0
 
 
 def _mesh(args: argparse.Namespace) -> int:
-    labels = _open(args.labels, args.voxel_size)
-    try:
-        downscale = [int(v) for v in args.downscale.split(",")]
-        ids = None if args.ids is None else [int(v) for v in args.ids.split(",") if v]
-    except ValueError:
-        raise ValueError("--downscale and --ids take integers separated by commas") from None
-    if len(downscale) not in (1, 3):
-        raise ValueError("--downscale takes N or Z,Y,X")
-    job = export_meshes(
-        labels,
-        args.out,
-        ids=ids,
-        points=args.points,
-        surface_points=not args.all_voxels,
-        combined=args.combined,
-        smooth=args.smooth,
-        downscale=downscale[0] if len(downscale) == 1 else tuple(downscale),
-    )
-    files = run_with_bar(job, "mesh")
-    print(f"wrote {len(files)} .ply file(s) to {args.out} (coordinates in micrometres)")
+    out = Path(args.out)
+    earlier = check_output_folder(out, overwrite=args.overwrite, option="--out")
+    check_writable(out, MESH_BYTES)
+    labels = _open(args.labels, args.voxel_size, "labels")
+    with staged_folder(out, replaces=earlier) as stage:
+        job = export_meshes(
+            labels,
+            stage,
+            ids=args.ids,
+            points=args.points,
+            surface_points=not args.all_voxels,
+            combined=args.combined,
+            smooth=args.smooth,
+            downscale=args.downscale,
+        )
+        files = run_with_bar(job, "mesh")
+    replaced = f", replacing {len(earlier)} earlier file(s)" if earlier else ""
+    print(f"wrote {len(files)} .ply file(s) to {out}{replaced} (coordinates in micrometres)")
     return 0
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary name next to ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
