@@ -8,6 +8,11 @@ e.g. on a shared file system), otherwise from one broadcast copy of the
 network. The client only records which regions are done (for resuming).
 
 See ``docs/cluster.md`` for SLURM / PBS clusters through dask-jobqueue.
+
+Trust: dask serialises tasks and results with pickle, so the scheduler and
+workers can run code on the client's machine (and the client on theirs).
+Connect only to a scheduler you control; on a shared network use TLS
+(``security``: a :class:`distributed.security.Security`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def predict_regions(
     output: str,
     *,
     scheduler: str | None = None,
+    security: Any = None,
     workers: int | None = None,
 ) -> Generator[int, None, None]:
     """Predict and write regions on a cluster; yield each region's index when written.
@@ -82,7 +88,13 @@ def predict_regions(
     output : {"uint8", "float16"}
         Storage dtype.
     scheduler : str, optional
-        Scheduler address (``tcp://host:8786``).
+        Scheduler address (``tcp://host:8786``, or ``tls://host:8786`` with
+        ``security``). dask moves pickled objects between the client, the
+        scheduler and the workers, so a scheduler you do not control can run
+        code on this machine: connect only to your own cluster.
+    security : distributed.security.Security, optional
+        TLS certificates for the connection to ``scheduler`` (see
+        ``docs/cluster.md``); default: dask's configuration.
     workers : int, optional
         Number of local worker processes when no scheduler is given.
     """
@@ -90,7 +102,7 @@ def predict_regions(
 
     cluster = None
     if scheduler is not None:
-        client = Client(scheduler)
+        client = Client(scheduler, security=security) if security else Client(scheduler)
     else:
         if workers is None or int(workers) < 1:
             raise ValueError(f"workers must be a positive number of processes, not {workers!r}")

@@ -60,6 +60,7 @@ def predict(
     threads: int | None = None,
     precision: str = "auto",
     scheduler: str | None = None,
+    security: Any = None,
     workers: int | None = None,
     overwrite: bool = False,
     cancel: CancelToken | None = None,
@@ -102,7 +103,12 @@ def predict(
         Mixed precision (bfloat16 on the CPU) or float32; "auto" mixes on CUDA
         and on CPUs with bfloat16 hardware (twice as fast there).
     scheduler : str, optional
-        Address of a dask.distributed scheduler to run regions on.
+        Address of a dask.distributed scheduler to run regions on. dask sends
+        pickled objects both ways, so the scheduler and its workers can run
+        code on this machine: use only a cluster you control.
+    security : distributed.security.Security, optional
+        TLS settings for ``scheduler`` (a ``tls://`` address); default: dask's
+        configuration (``distributed.comm.tls.*``).
     workers : int, optional
         Start a local cluster of this many worker processes instead.
     overwrite : bool
@@ -199,6 +205,7 @@ def predict(
             todo,
             output,
             scheduler=scheduler,
+            security=security,
             workers=workers,
         )
         for index in events:

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..model_config import ModelConfig
+from ..outputs import check_prediction_output, check_writable, describe_os_error
 from ..postprocess import SPLIT_TOUCHING, postprocess
 from ..progress import CancelToken, Progress
 from ._jobs import start_job
@@ -153,6 +154,11 @@ class AutoLabelWidget(QWidget):
             f"depth 0.5, specks under {SPLIT_TOUCHING['min_seed_size']} voxels ignored)."
         )
         self.overwrite = QCheckBox("Replace earlier results in this file")
+        self.overwrite.setToolTip(
+            "Without it, labels already in the output file (perhaps corrected by hand) are "
+            "kept, and an unfinished prediction with the same settings resumes"
+        )
+        self.kept_labels = False
         self.start_button = QPushButton("Auto-label")
         self.start_button.clicked.connect(self.start)
         self.stop_button = QPushButton("Stop")
@@ -205,9 +211,12 @@ class AutoLabelWidget(QWidget):
             image = pick_volume(self.image_combo, self.image_file, "image")
             out = Path(self.output.text()) if self.output.text() else default_output(image.name)
             out.parent.mkdir(parents=True, exist_ok=True)
+            check_prediction_output(out, option="Output")
+            check_writable(out)
         except (ValueError, OSError) as err:
-            show_error(f"Auto-label: {err}")
+            show_error(f"Auto-label: {describe_os_error(err)}")
             return None
+        overwrite = self.overwrite.isChecked()
         stride = tuple(box.value() for box in self.stride)
         tuned = dict(config.decoding)
         tta = tuned.pop("tta", 0)
@@ -215,7 +224,7 @@ class AutoLabelWidget(QWidget):
             "stride": None if not all(stride) else stride,
             "tta": (tta, 0, 4, 8)[self.tta.currentIndex()],
             "batch": self.batch.value(),
-            "overwrite": self.overwrite.isChecked(),
+            "overwrite": overwrite,
             **self.extra_settings,
         }
         levels = decoding_levels(
@@ -229,11 +238,18 @@ class AutoLabelWidget(QWidget):
             if probabilities is None:
                 return None
             yield Progress(0, None, "labelling objects", payload={PROBABILITIES: probabilities})
+            if not overwrite and (out / "labels").is_dir():
+                # labels of an earlier run may hold the user's corrections: never replaced
+                # unless "Replace earlier results" is ticked
+                import zarr
+
+                self.kept_labels = True
+                return zarr.open_group(str(out), mode="r+")["labels"]
             return (
                 yield from postprocess(
                     probabilities,
                     out,
-                    overwrite=True,
+                    overwrite=overwrite,
                     voxel_size=image.voxel_size,
                     cancel=token,
                     **levels,
@@ -241,6 +257,7 @@ class AutoLabelWidget(QWidget):
             )
 
         self._config, self._out, self.result, self.regions_shown = config, out, None, 0
+        self.kept_labels = False
         self._image, self._folder = image, folder
         self.layer = None
         self.progress.setRange(0, 0)
@@ -313,7 +330,13 @@ class AutoLabelWidget(QWidget):
         if attrs.get("label_classes") is not None:
             meta["class_of_id"] = list(attrs["label_classes"])
             meta["class_names"] = list(self._config.classes)
-        self.status.setText(f"{n} objects labelled; saved in {self._out} (labels)")
+        if self.kept_labels:
+            self.status.setText(
+                f"Kept the labels already in {self._out} ({n} objects; they may hold your "
+                "corrections). Tick 'Replace earlier results' to label again."
+            )
+        else:
+            self.status.setText(f"{n} objects labelled; saved in {self._out} (labels)")
         show_info(f"Auto-label finished: {n} objects in {self._out}")
 
     def _on_finish(self) -> None:

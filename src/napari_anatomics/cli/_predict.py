@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
-from ._common import add_precision, add_voxel_size, run_with_bar, triple
+import numpy as np
+
+from ..outputs import check_prediction_output, check_writable
+from ._common import add_precision, add_voxel_size, ranged, run_with_bar, triple
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a trained model over a stack in overlapping tiles (blended, "
         "mirrored at the edges) and write OUT.zarr with 'probabilities' (C, Z, Y, X) and "
         "'labels' (uint32 objects). Memory grows with the tile, not the stack. An "
-        "interrupted run resumes when started again with the same settings.",
+        "interrupted run resumes when started again with the same settings. Labels "
+        "already in OUT.zarr (perhaps proofread) are kept unless --overwrite is given.",
     )
     p.add_argument("model", metavar="MODEL_DIR", help="model folder written by `anatomics train`")
     p.add_argument("images", metavar="IMAGES", help="image stack (tif, h5[:key], zarr, folder)")
@@ -39,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta-mode", choices=("mean", "max"), default="mean")
     p.add_argument(
         "--batch",
-        type=int,
+        type=ranged(int, "--batch", 1),
         default=2,
         help="tiles per network call (default 2: on CPUs a batch of 1 takes a slow path)",
     )
@@ -51,13 +57,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     add_precision(p)
-    p.add_argument("--memory-mb", type=float, default=256.0, help="memory per region (MB)")
+    p.add_argument(
+        "--memory-mb",
+        type=ranged(float, "--memory-mb", 0, low_open=True),
+        default=256.0,
+        help="memory per region (MB, > 0)",
+    )
     cluster = p.add_mutually_exclusive_group()
-    cluster.add_argument("--scheduler", metavar="ADDR", help="dask.distributed scheduler")
-    cluster.add_argument("--workers", type=int, metavar="N", help="local worker processes")
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="a dask.distributed scheduler (tcp://host:8786, or tls://host:8786 with the "
+        "--tls-* options). Trust: dask sends pickled Python objects, so the scheduler and "
+        "its workers can run code on this machine and read what it sends; connect only "
+        "to a cluster you control, over TLS when the network is shared (docs/cluster.md)",
+    )
+    cluster.add_argument(
+        "--workers", type=ranged(int, "--workers", 1), metavar="N", help="local worker processes"
+    )
+    tls = p.add_argument_group(
+        "TLS for --scheduler", "dask's TLS security (distributed.security.Security)"
+    )
+    tls.add_argument("--tls-ca-file", metavar="CA.pem", help="certificate authority to trust")
+    tls.add_argument("--tls-cert", metavar="CERT.pem", help="this client's certificate")
+    tls.add_argument("--tls-key", metavar="KEY.pem", help="this client's private key")
     p.add_argument("--no-postprocess", action="store_true", help="write probabilities only")
     _add_postprocess_options(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing predictions")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing predictions, and the labels in OUT.zarr (which may hold "
+        "your edits: without it they are kept)",
+    )
     add_voxel_size(p)
     p.set_defaults(func=_predict)
 
@@ -120,27 +151,11 @@ def _add_postprocess_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=_in_range(cast, low, high, "--" + name.replace("_", "-")),
+            type=ranged(cast, "--" + name.replace("_", "-"), low, high),
             default=None,
             metavar=metavar,
             help=f"{text} (default: the model's tuned value, else {_DEFAULTS[name]})",
         )
-
-
-def _in_range(cast, low, high, flag):
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value != value or (low is not None and value < low) or (
-            high is not None and value > high
-        ):
-            span = f"[{low}, {high}]" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{flag} must be {span}, not {text}")
-        return value
-
-    return parse
 
 
 #: postprocess()'s defaults, for the help text (a test checks they agree).
@@ -153,9 +168,69 @@ _DEFAULTS = {
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",")]
+        values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers like 0.5,0.6") from None
+        raise argparse.ArgumentTypeError(
+            f"--thresholds {text!r}: expected numbers like 0.5,0.6"
+        ) from None
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"--thresholds {text}: each is a probability in [0, 1], e.g. 0.5,0.6"
+        )
+    return values
+
+
+def security(args: argparse.Namespace) -> Any:
+    """dask's TLS :class:`~distributed.security.Security` from ``--tls-*``, or None.
+
+    Raises
+    ------
+    ValueError
+        When the options do not go together (a key without a certificate, TLS
+        options without ``--scheduler`` or with a ``tcp://`` address) or a file
+        is missing.
+    """
+    files = {"--tls-ca-file": args.tls_ca_file, "--tls-cert": args.tls_cert,
+             "--tls-key": args.tls_key}  # fmt: skip
+    given = {flag: path for flag, path in files.items() if path}
+    if not given:
+        return None
+    if not args.scheduler:
+        raise ValueError(f"{', '.join(given)} secure the connection to --scheduler; give one")
+    if "--tls-ca-file" not in given or bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError(
+            "TLS needs --tls-ca-file, and --tls-cert with --tls-key (this client's "
+            "certificate and its key) as the scheduler requires"
+        )
+    for flag, path in given.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{flag} {path}: no such file; check the path")
+    if not args.scheduler.startswith("tls://"):
+        raise ValueError(
+            f"--scheduler {args.scheduler}: with --tls-* options the address must start "
+            "with tls:// (e.g. tls://host:8786)"
+        )
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=args.tls_ca_file,
+        tls_client_cert=args.tls_cert,
+        tls_client_key=args.tls_key,
+        require_encryption=True,
+    )
+
+
+def _warn_untrusted(address: str) -> None:
+    """Say once, where it matters, that a remote scheduler without TLS must be trusted."""
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return
+    print(
+        f"note: {address} without TLS: dask sends pickled data, so whoever runs or can "
+        "reach this scheduler can run code here; use only a cluster you control "
+        "(see --tls-ca-file, docs/cluster.md)",
+        file=sys.stderr,
+    )
 
 
 def _postprocess_kwargs(args: argparse.Namespace, tuned: dict | None) -> dict:
@@ -169,14 +244,26 @@ def _postprocess_kwargs(args: argparse.Namespace, tuned: dict | None) -> dict:
 def _predict(args: argparse.Namespace) -> int:
     import zarr
 
-    from ..inference import model_fingerprint, predict
     from ..io import open_volume, require_3d
-    from ..model_store import load_model
-    from ..postprocess import postprocess
+    from ..model_config import ModelConfig
     from ..volume import format_voxel_size
 
-    model = load_model(args.model, device=args.device)
+    # Every check that needs no network first (torch takes seconds to import): the
+    # output's kind, TLS files, the model's config, the image, room on the disk.
+    out = check_prediction_output(args.out)
+    tls = security(args)
+    config = ModelConfig.load(args.model)
     image = require_3d(open_volume(args.images, voxel_size=args.voxel_size))
+    kept = _existing_labels(out) if not args.overwrite else None
+    check_writable(out, _prediction_bytes(config, image, out, args, labels=kept is None))
+    if args.scheduler and tls is None:
+        _warn_untrusted(args.scheduler)
+
+    from ..inference import model_fingerprint, predict
+    from ..model_store import load_model
+    from ..postprocess import postprocess
+
+    model = load_model(args.model, device=args.device)
     print(f"model {model.config.name or args.model} ({model.config.task}) on {model.device}")
     print(image.describe())
     trained = model.config.voxel_size
@@ -197,6 +284,7 @@ def _predict(args: argparse.Namespace) -> int:
         memory_mb=args.memory_mb,
         precision=args.precision,
         scheduler=args.scheduler,
+        security=tls,
         workers=args.workers,
         overwrite=args.overwrite,
     )
@@ -214,6 +302,14 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}:probabilities {tuple(probabilities.shape)} {probabilities.dtype}")
     if args.no_postprocess:
         return 0
+    if kept is not None:
+        print(
+            f"kept the labels already in {args.out}:labels (they may hold your edits"
+            f"{f'; {kept} objects when written' if kept >= 0 else ''}): add --overwrite to "
+            "label again, replacing them, or run "
+            f"`anatomics postprocess {args.out} --out OTHER.zarr` for labels with new settings"
+        )
+        return 0
     labels = run_with_bar(
         postprocess(
             probabilities,
@@ -229,6 +325,30 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_labels(out: Path) -> int | None:
+    """The object count of labels an earlier run left in ``out`` (-1 if unknown), else None."""
+    if not (out / "labels").is_dir():
+        return None
+    import zarr
+
+    try:
+        labels = zarr.open_group(str(out), mode="r")["labels"]
+    except Exception:  # a damaged array is still the user's: keep it, count unknown
+        return -1
+    return int(labels.attrs.get("n_objects", -1))
+
+
+def _prediction_bytes(config, image, out: Path, args: argparse.Namespace, labels: bool) -> int:
+    """What a prediction writes, roughly: maps (uint8 ones compress about 2x) and labels."""
+    voxels = int(np.prod(image.shape))
+    need = 0
+    if args.overwrite or not (out / "probabilities").is_dir():
+        need += config.out_channels * voxels * np.dtype(args.output).itemsize // 2
+    if labels and not args.no_postprocess:
+        need += voxels * 4 // 8  # uint32 ids, mostly runs of equal values
+    return need
+
+
 def _postprocess(args: argparse.Namespace) -> int:
     import zarr
 
@@ -238,6 +358,12 @@ def _postprocess(args: argparse.Namespace) -> int:
     path, key = split_key(args.pred)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such prediction; check the path")
+    out = check_prediction_output(args.out)
+    if (out / "labels").is_dir() and not args.overwrite:
+        raise FileExistsError(
+            f"{out} already holds 'labels', which are kept (they may hold your edits); "
+            "choose another output, or add --overwrite to replace them"
+        )
     node = zarr.open(str(path), mode="r")
     recorded = dict(node.attrs.get("model", {})) if isinstance(node, zarr.Group) else {}
     tuned = recorded.get("config", {}).get("decoding")
@@ -248,6 +374,7 @@ def _postprocess(args: argparse.Namespace) -> int:
                 f"{path} has no {key!r} array; give PRED.zarr:NAME of the probability maps"
             )
         node = node[key]
+    check_writable(out, int(np.prod(node.shape[1:])) * 4 // 8)
     labels = run_with_bar(
         postprocess(
             node,
