@@ -83,16 +83,47 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def _safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
-    """``torch.load(weights_only=True)`` with a clear refusal of pickled objects."""
+    """``torch.load(weights_only=True)`` with a clear refusal of pickled objects.
+
+    A file that carries pickled Python objects (anything but tensors, numbers,
+    strings and containers of them) is refused, saying why: unpickling it could
+    run any code. PyTorch's own hint to load it with ``weights_only=False`` is
+    deliberately not passed on. A damaged or cut-short file is reported as such.
+    """
+    import errno
+    import re
+
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = str(err).splitlines()
-        detail = next((ln.strip() for ln in lines if "Unsupported global" in ln), lines[0])
+        text = str(err)
+        if "Weights only load failed" not in text:
+            raise ValueError(
+                f"{path}: is damaged or not a weight file ({text.splitlines()[0][:80]}); "
+                "copy the model folder again"
+            ) from None
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = (
+            f"it carries a reference to the Python object {found.group(1)}"
+            if found
+            else "it is not a plain weight file (it holds pickle instructions beyond "
+            "tensors and numbers, or is damaged)"
+        )
         raise ValueError(
-            f"{path} was not loaded: it carries a pickled Python object, and loading such "
-            "a file may run code. Only plain weight files are accepted; ask whoever "
-            f"shared the model for one saved by napari-anatomics ({detail})"
+            f"{path} was refused: {what}, and loading such a file can run any code on "
+            "this computer; napari-anatomics loads only plain weight files: ask whoever "
+            "shared the model for the model folder as napari-anatomics saved it"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, OSError) as err:  # KeyError: not a pickle at all
+        if isinstance(err, RuntimeError) and not any(
+            marker in str(err) for marker in ("zip archive", "PytorchStreamReader", "EOF")
+        ):
+            raise
+        if isinstance(err, OSError) and err.errno not in (None, errno.EINVAL):
+            raise  # missing, unreadable...: told as such by the caller
+        raise ValueError(
+            f"{path}: is damaged or incomplete (an interrupted copy?); copy the model "
+            "folder again"
         ) from None
 
 
