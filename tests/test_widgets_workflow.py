@@ -454,6 +454,13 @@ def test_autolabel_streams_into_zarr_backed_layer(sample_viewer, qtbot, tiny_mod
     assert int(np.asarray(layer.data).max()) == widget.result.attrs["n_objects"]
     assert layer.metadata["model"] == str(tiny_model)
     assert widget.split.isChecked() and widget.result.attrs["postprocess"]["seed_depth"] == 0.5
+    # corrections painted into the labels on disk survive running it again
+    zarr.open_array(str(out / "labels"), mode="r+")[0, :4, :4] = 77
+    widget.result = None
+    widget.start()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=HANG_MS)
+    assert widget.kept_labels and "Kept the labels already in" in widget.status.text()
+    assert (zarr.open_array(str(out / "labels"))[0, :4, :4] == 77).all()
 
 
 def test_export_table_meshes_points_labels(sample_viewer, qtbot, tmp_path):
@@ -494,6 +501,40 @@ def test_export_table_meshes_points_labels(sample_viewer, qtbot, tmp_path):
     np.testing.assert_array_equal(np.asarray(saved.data), layer.data)
     assert saved.voxel_size == (40.0, 40.0, 40.0)
     assert widget.files.count() == 5
+
+
+def test_export_names_are_safe_and_existing_files_are_kept(sample_viewer, qtbot, tmp_path):
+    """A layer named after an h5 key exports flat files; a second export asks first."""
+    widget = ExportWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    layer = sample_viewer.layers["labels"]
+    layer.name = "f.h5:volumes/labels"
+    widget.labels_combo.set_layer(layer)
+    widget.folder.setText(str(tmp_path))
+    widget.meshes.setChecked(True)
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: len(widget.written) > 0, timeout=HANG_MS)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "f.h5_volumes_labels_meshes",
+        "f.h5_volumes_labels_objects.csv",
+        "f.h5_volumes_labels_totals.csv",
+    ]
+    table = tmp_path / "f.h5_volumes_labels_objects.csv"
+    table.write_text("my notes")
+    qtbot.waitUntil(lambda: widget.export_button.isEnabled(), timeout=HANG_MS)
+    assert widget.start() is None  # refused before any work, nothing replaced
+    message = notification_manager.records[-1].message
+    assert "f.h5_volumes_labels_objects.csv: already exists and is kept" in message
+    assert "Replace files of an earlier export" in message
+    assert table.read_text() == "my notes"
+    widget.overwrite.setChecked(True)
+    widget.written = []
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: len(widget.written) > 0, timeout=HANG_MS)
+    assert table.read_text().startswith("# napari-anatomics")
+    meshes = tmp_path / "f.h5_volumes_labels_meshes"
+    assert [p.name for p in meshes.iterdir()] == ["meshes.ply"]  # no mix of old and new
 
 
 def test_proofread_zarr_backed_labels_and_back_to_training(sample_viewer, qtbot, tmp_path):

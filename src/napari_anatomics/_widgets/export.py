@@ -31,11 +31,64 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..outputs import describe_os_error, safe_file_name
 from ..progress import CancelToken, Progress, stage
 from ._jobs import start_job
 from ._layers import LayerCombo, PathEdit, layer_array, layer_volume
 
 LABEL_FORMATS = {"zarr (chunked, for big stacks)": ".zarr", "TIFF": ".tif", "HDF5": ".h5"}
+
+
+def export_targets(
+    name: str, table: bool, meshes: bool, points: bool, labels_suffix: str | bool
+) -> dict[str, str]:
+    """The names an export writes in its folder, by kind (files, or folders of .ply files)."""
+    targets: dict[str, str] = {}
+    if table:
+        targets |= {"table": f"{name}_objects.csv", "totals": f"{name}_totals.csv"}
+    if meshes:
+        targets["meshes"] = f"{name}_meshes"
+    if points:
+        targets["points"] = f"{name}_points"
+    if labels_suffix:
+        targets["labels"] = f"{name}_labels{labels_suffix}"
+    return targets
+
+
+def check_export(
+    folder: Path, targets: dict[str, str], shape, *, overwrite: bool
+) -> dict[str, list[Path]]:
+    """Check an export before any work: nothing replaced unless asked, room to write it.
+
+    Returns the earlier .ply files of the mesh and point-cloud folders, which a
+    finished export replaces (with ``overwrite``).
+    """
+    from ..outputs import (
+        MESH_PATTERNS,
+        OutputError,
+        check_new_file,
+        check_output_folder,
+        check_writable,
+    )
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file; choose a folder for the files")
+    hint = "tick 'Replace files of an earlier export' (or change the name)"
+    earlier: dict[str, list[Path]] = {}
+    for kind, target in targets.items():
+        path = folder / target
+        if kind in ("meshes", "points"):
+            earlier[kind] = check_output_folder(
+                path, overwrite=overwrite, patterns=MESH_PATTERNS, option="", hint=hint
+            )
+        elif kind == "labels" and path.suffix == ".zarr" and path.is_dir():
+            if not overwrite:
+                raise FileExistsError(f"{path}: already exists and is kept; {hint}")
+        else:
+            check_new_file(path, overwrite=overwrite, option="", hint=hint)
+    labels_bytes = 4 * int(np.prod(shape)) // 2 if "labels" in targets else 0
+    check_writable(folder, labels_bytes + 2**20)
+    return earlier
 
 
 def default_export_folder() -> Path:
@@ -78,6 +131,11 @@ class ExportWidget(QWidget):
         self.downscale.setToolTip("Keep every n-th voxel in x and y (z is kept)")
         self.surface_only = QCheckBox("Surface voxels only")
         self.surface_only.setChecked(True)
+        self.overwrite = QCheckBox("Replace files of an earlier export with this name")
+        self.overwrite.setToolTip(
+            "Without it an export whose files already exist in the folder is refused, "
+            "and nothing is written"
+        )
         self.labels_file = QCheckBox("Labels")
         self.label_format = QComboBox()
         self.label_format.addItems(list(LABEL_FORMATS))
@@ -96,6 +154,7 @@ class ExportWidget(QWidget):
         source.addRow("Image (optional)", self.image_combo)
         source.addRow("Folder", self.folder)
         source.addRow("Name", self.base_name)
+        source.addRow("", self.overwrite)
         what = QGroupBox("What to write")
         form = QFormLayout(what)
         form.addRow(self.table)
@@ -125,6 +184,7 @@ class ExportWidget(QWidget):
         """Run the chosen exports in a worker; return it (None when nothing to do)."""
         from ..geometry import export_meshes
         from ..measure import measure_job, summarize, write_csv
+        from ..outputs import staged_folder
         from ..writers import write_volume_job
 
         layer = self.labels_combo.layer()
@@ -148,7 +208,7 @@ class ExportWidget(QWidget):
         if image is not None and tuple(image.shape) != tuple(labels.shape):
             image = None
         folder = Path(self.folder.text())
-        name = self.base_name.text().strip() or layer.name.replace(" ", "_")
+        name = safe_file_name(self.base_name.text().strip() or layer.name, default="labels")
         table, meshes, points = (b.isChecked() for b in (self.table, self.meshes, self.points))
         options = {
             "combined": self.combined.isChecked(),
@@ -157,53 +217,57 @@ class ExportWidget(QWidget):
         smooth, surface = self.smooth.value(), self.surface_only.isChecked()
         label_suffix = LABEL_FORMATS[self.label_format.currentText()]
         write_labels = self.labels_file.isChecked()
+        targets = export_targets(name, table, meshes, points, write_labels and label_suffix)
+        try:
+            earlier = check_export(
+                folder, targets, labels.shape, overwrite=self.overwrite.isChecked()
+            )
+        except OSError as err:  # one line, before any work
+            show_error(f"Export: {describe_os_error(err)}")
+            return None
         token = self.cancel_token = CancelToken()
 
+        def meshes_job(kind: str, **kwargs):
+            sub = folder / targets[kind]
+            with staged_folder(sub, replaces=earlier.get(kind, [])) as stage:
+                files = yield from export_meshes(
+                    labels, stage, voxel_size, index=index, cancel=token, **options, **kwargs
+                )
+            return [sub / Path(f).name for f in files]
+
         def job():
+            nonlocal index
             folder.mkdir(parents=True, exist_ok=True)
             written: list = []
-            index = None
             if table or meshes or points:
                 index = yield from stage(
                     "measuring", measure_job(labels, voxel_size, image=image, cancel=token)
                 )
             if table:
-                written.append(
-                    write_csv(index, folder / f"{name}_objects.csv", voxel_size, source)
-                )
+                written.append(write_csv(index, folder / targets["table"], voxel_size, source))
                 totals = summarize(index, labels.shape, voxel_size).reset_index()
-                written.append(
-                    write_csv(totals, folder / f"{name}_totals.csv", voxel_size, source)
-                )
+                written.append(write_csv(totals, folder / targets["totals"], voxel_size, source))
             if meshes:
-                written += yield from stage(
-                    "meshes",
-                    export_meshes(
-                        labels, folder / f"{name}_meshes", voxel_size, smooth=smooth,
-                        index=index, cancel=token, **options,
-                    ),
-                )  # fmt: skip
+                written += yield from stage("meshes", meshes_job("meshes", smooth=smooth))
             if points:
                 written += yield from stage(
-                    "point clouds",
-                    export_meshes(
-                        labels, folder / f"{name}_points", voxel_size, points=True,
-                        surface_points=surface, index=index, cancel=token, **options,
-                    ),
-                )  # fmt: skip
+                    "point clouds", meshes_job("points", points=True, surface_points=surface)
+                )
             if write_labels:
                 data = labels if isinstance(labels, (np.ndarray, da.Array)) else da.asarray(labels)
                 path = yield from stage(
                     "labels",
                     write_volume_job(
                         data,
-                        folder / f"{name}_labels{label_suffix}",
+                        folder / targets["labels"],
                         voxel_size=voxel_size,
-                        overwrite=True,
+                        overwrite=self.overwrite.isChecked(),
                     ),
                 )
                 written.append(str(path))
             return written
+
+        index = None
 
         self.files.clear()
         self.written = []
