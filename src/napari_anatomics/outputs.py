@@ -133,7 +133,7 @@ def _reason(err: OSError, folder: Path) -> str:
     return f"{folder}: {err.strerror or err}"
 
 
-def describe_os_error(err: BaseException) -> str:
+def describe_os_error(err: BaseException, where: str | os.PathLike | None = None) -> str:
     """One line for an operating-system error: the path, what happened and the fix.
 
     ``[Errno 28] No space left on device`` says neither which file nor what
@@ -144,6 +144,9 @@ def describe_os_error(err: BaseException) -> str:
     ----------
     err : BaseException
         Any error; those that are not operating-system errors are returned as text.
+    where : str or PathLike, optional
+        The output being written, named when the error itself names no file (a
+        full disk met inside a library often does not say where).
 
     Returns
     -------
@@ -151,7 +154,7 @@ def describe_os_error(err: BaseException) -> str:
     """
     if not isinstance(err, OSError) or isinstance(err, OutputError) or err.errno is None:
         return str(err)
-    name = err.filename2 or err.filename
+    name = err.filename2 or err.filename or where
     where = f"{name}: " if name else ""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return (

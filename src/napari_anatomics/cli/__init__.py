@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"anatomics {args.command}: error: {error_line(err)}", file=sys.stderr)
+            line = error_line(err, _output_of(args))
+            print(f"anatomics {args.command}: error: {line}", file=sys.stderr)
             print("  (run with --debug for the full traceback)", file=sys.stderr)
         return 1
 
@@ -68,16 +69,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 _BARE = (KeyError, IndexError, AttributeError, AssertionError, ZeroDivisionError)
 
 
-def error_line(err: BaseException) -> str:
+def _output_of(args: argparse.Namespace) -> str | None:
+    """The output a command writes, to name when an error does not say which file."""
+    for name in ("out", "csv", "json"):
+        if getattr(args, name, None):
+            return str(getattr(args, name))
+    return None
+
+
+def error_line(err: BaseException, output: str | None = None) -> str:
     """The one line an error is reported with: its message, on one line.
 
-    Operating-system errors name the file and the fix
-    (:func:`~napari_anatomics.outputs.describe_os_error`); errors whose text
-    means nothing alone keep their type name.
+    Operating-system errors name the file (else ``output``, what the command
+    writes) and the fix (:func:`~napari_anatomics.outputs.describe_os_error`);
+    errors whose text means nothing alone keep their type name.
     """
     from ..outputs import describe_os_error
 
-    text = describe_os_error(err) if isinstance(err, OSError) else str(err)
+    text = describe_os_error(err, output) if isinstance(err, OSError) else str(err)
     if isinstance(err, _BARE) or not text:
         text = f"{type(err).__name__}: {text}" if text else type(err).__name__
     return " ".join(text.split())
