@@ -9,15 +9,13 @@ import sys
 import uuid
 from pathlib import Path
 
-import pandas as pd
-
-from ..evaluate import check_iou_thresholds, evaluate, format_evaluation
-from ..geometry import export_meshes
 from ..io import open_volume, require_3d, require_labels
-from ..measure import measure_job, summarize, write_csv
 from ..outputs import check_new_file, check_output_folder, check_writable, staged_folder
 from ..volume import Volume, format_voxel_size
 from ._common import add_overwrite, add_voxel_size, ranged, run_with_bar
+
+# pandas, scikit-image and scipy.optimize are imported by the commands that use them:
+# every `anatomics` call (and --help) would otherwise load them.
 
 #: Free space asked for before a table or score file is written (they are small).
 CSV_BYTES = 2**20
@@ -112,6 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _iou(text: str) -> list[float]:
+    from ..evaluate import check_iou_thresholds
+
     try:
         return check_iou_thresholds([float(t) for t in text.split(",") if t.strip()], "--iou")
     except ValueError as err:
@@ -167,6 +167,10 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..measure import measure_job, summarize, write_csv
+
     targets = [("--csv", args.csv)] + ([("--totals-csv", args.totals_csv)] * bool(args.totals_csv))
     if args.totals_csv and Path(args.totals_csv).absolute() == Path(args.csv).absolute():
         raise ValueError("--totals-csv names the same file as --csv; give another name")
@@ -201,6 +205,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate, format_evaluation
+
     if args.json:
         check_new_file(args.json, overwrite=args.overwrite, option="--json", example="scores.json")
         check_writable(args.json, CSV_BYTES)
@@ -231,6 +237,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _mesh(args: argparse.Namespace) -> int:
+    from ..geometry import export_meshes
+
     out = Path(args.out)
     earlier = check_output_folder(out, overwrite=args.overwrite, option="--out")
     check_writable(out, MESH_BYTES)
