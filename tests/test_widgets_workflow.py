@@ -510,6 +510,7 @@ def test_export_names_are_safe_and_existing_files_are_kept(sample_viewer, qtbot,
     layer = sample_viewer.layers["labels"]
     layer.name = "f.h5:volumes/labels"
     widget.labels_combo.set_layer(layer)
+    tmp_path = tmp_path / "new"  # made by the export
     widget.folder.setText(str(tmp_path))
     widget.meshes.setChecked(True)
     assert widget.start() is not None

@@ -75,7 +75,7 @@ def check_export(
         raise OutputError(f"{folder}: is a file; choose a folder for the files")
     hint = "tick 'Replace files of an earlier export' (or change the name)"
     earlier: dict[str, list[Path]] = {}
-    for kind, target in targets.items():
+    for kind, target in targets.items() if folder.is_dir() else ():  # a new folder is made
         path = folder / target
         if kind in ("meshes", "points"):
             earlier[kind] = check_output_folder(
