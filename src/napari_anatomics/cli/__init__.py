@@ -19,12 +19,12 @@ _GROUPS = (_demo, _data, _train, _predict, _quantify)
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (and a pointer to ``--help``)."""
+    """An argument parser whose usage errors are one line, ending with a pointer to ``--help``."""
 
     def error(self, message: str) -> NoReturn:
         # "argument --iou: --iou 0: ..." -> "--iou 0: ..." (our messages name the option)
         message = re.sub(r"^argument (\S+): (?=\1)", "", message)
-        self.exit(2, f"{self.prog}: error: {message}\n  (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
