@@ -54,8 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..demo import format_summary, run_demo
-
     out = Path(args.out)
     if (out / "demo-summary.txt").is_file() and not args.overwrite:
         raise FileExistsError(
@@ -63,6 +61,9 @@ def _demo(args: argparse.Namespace) -> int:
             "edits); add --overwrite to replace it, or choose another --out folder"
         )
     check_writable(out, DEMO_BYTES)
+
+    from ..demo import format_summary, run_demo  # torch: after the checks
+
     settings = {"iterations": args.iterations} if args.iterations else {}
     job = run_demo(
         args.out,
