@@ -121,7 +121,7 @@ DECODING_OPTIONS = (
     ("boundary_threshold", float, 0.0, 1.0, "P", "instance: seeds need boundary <= this"),
     ("seed_erosion", int, 0, None, "PX",
      "instance: erode seeds by PX voxels in-plane to split objects joined by a thin neck"),
-    ("seed_depth", float, 0.0, 1.0, "F",
+    ("seed_depth", float, 0.0, 0.99, "F",
      "instance: keep seed voxels at least F times as deep as the deepest one nearby, to "
      "split objects joined by a neck thin for their size (e.g. 0.5)"),
     ("seed_depth_radius", int, 1, None, "PX",

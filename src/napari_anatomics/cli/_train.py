@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..outputs import check_train_output
 from ..recipe import SETTINGS
 from ._common import add_voxel_size, run_with_bar, triple
 
@@ -113,6 +114,7 @@ def _train(args: argparse.Namespace) -> int:
 
     image = open_volume(args.images, voxel_size=args.voxel_size)
     labels = open_volume(args.labels, voxel_size=args.voxel_size)
+    check_train_output(args.out, resume=bool(args.resume), image=image, labels=labels)
     config = train_config(args)
     try:
         folder = run_with_bar(
