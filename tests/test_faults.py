@@ -506,15 +506,23 @@ def test_sigkill_during_predict_then_the_same_command_resumes(data, tmp_path):
 
 
 @pytest.mark.slow
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_train_saves_and_resume_continues(data, tmp_path):
     """Case 10: Ctrl-C saves the model so far, says so, and --resume continues it."""
     argv = ["train", "--images", str(data / "img.tif"), "--labels", str(data / "lab.tif")]
     argv += ["--out", "m", *shlex.split(TINY.replace("--iterations 2", "--iterations 100000"))]
     argv += ["--save-every", "2"]
     environ = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # SIGINT back to its default in the child: a suite started as a background job
+    # (nohup ... &) hands its children SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt, whatever the CLI does.
     process = subprocess.Popen([sys.executable, "-m", "napari_anatomics.cli", *argv],
                                cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_sigint)  # fmt: skip
     deadline = time.monotonic() + 120
     while not (tmp_path / "m" / "checkpoint.pt").exists() and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
