@@ -36,7 +36,7 @@ from .inference import predict
 from .model_config import ModelConfig
 from .model_store import TrainedModel
 from .postprocess import postprocess
-from .progress import CancelToken, Job, Progress
+from .progress import CancelToken, Job, Progress, run_job
 from .volume import Volume
 
 #: Test-time augmentation used to tune, and stored as the model's default for prediction.
@@ -141,6 +141,11 @@ def _painted_region(image: Volume, zs: np.ndarray) -> tuple[slice, slice, slice]
     return slice(z0, z1), slice(y0, min(ny, y0 + rows)), slice(0, nx)
 
 
+def _region(mask: np.ndarray | None, shape) -> np.ndarray:
+    """The (z, y, x) voxels a score counts: the (y, x) ``mask`` on every slice, or all."""
+    return np.ones(shape, bool) if mask is None else np.broadcast_to(mask, shape)
+
+
 def _masked(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """``array`` (z, y, x) with the voxels outside the (y, x) ``mask`` set to 0."""
     return array if mask is None else np.where(mask[None], array, 0)
@@ -149,12 +154,7 @@ def _masked(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 def _decode(probs, where: Path, decoding: dict[str, Any]) -> np.ndarray:
     """Labels of ``probs`` decoded with ``decoding`` (semantic: with ``label_classes``)."""
     settings = {k: v for k, v in decoding.items() if k != "tta"}
-    job = postprocess(probs, where, component="trial", overwrite=True, **settings)
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        array = stop.value
+    array = run_job(postprocess(probs, where, component="trial", overwrite=True, **settings))
     labels = np.asarray(array)
     labels_classes = array.attrs.get("label_classes")
     return (labels, np.asarray(labels_classes, np.int64)) if labels_classes else labels
@@ -211,7 +211,7 @@ def _tune_semantic(probs, truth, keep, mask, config: ModelConfig):
     """One threshold per class: best Dice, ties to the closest volume fraction."""
     maps = np.asarray(probs)[:, keep]
     scale = 1 / 255 if maps.dtype == np.uint8 else 1.0
-    region = np.ones(truth.shape, bool) if mask is None else np.broadcast_to(mask, truth.shape)
+    region = _region(mask, truth.shape)
     tuned_on = "the held-out tiles" if mask is not None else "all the painted data"
     thresholds = []
     for c, value in enumerate(config.label_values, start=1):
@@ -247,7 +247,7 @@ def _score(probs, truth, keep, mask, decoding, config, where: Path, voxel) -> di
             "objects_painted": ev.n_gt,
             "objects_found": ev.n_pred,
         }
-    region = np.ones(truth.shape, bool) if mask is None else np.broadcast_to(mask, truth.shape)
+    region = _region(mask, truth.shape)
     classes = {}
     for c, (name, value) in enumerate(zip(config.classes, config.label_values), start=1):
         predicted = (label_classes[found] == c)[region]
