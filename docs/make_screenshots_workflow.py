@@ -104,12 +104,9 @@ def train(models: Path, iterations: int) -> Path:
     viewer = sample_viewer()
     widget = dock(viewer, "4. Train")
     widget.out_dir.setText(str(models))
-    for box, size in zip(widget.window, (4, 64, 64)):
-        box.setValue(size)
+    # The recipe's defaults, as a user sees them; only fewer iterations.
     widget.iterations.setValue(iterations)
-    widget.batch.setValue(2)
-    widget.learning_rate.setValue(0.003)
-    widget.extra_settings = {"width": 8, "warmup": 10}
+    widget.extra_settings = {"warmup": 10}
     widget.start()
     wait(lambda: widget.progress.value() >= 0.6 * iterations, 1800, "training")
     shot(viewer, "workflow_train")
