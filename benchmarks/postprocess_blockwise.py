@@ -39,7 +39,7 @@ def make_maps(path: str) -> int:
     import zarr
     from scipy import ndimage as ndi
 
-    from napari_anatomics.samples import synthetic_sbfsem
+    from napari_anatomics.io.samples import synthetic_sbfsem
 
     truth = synthetic_sbfsem(SHAPE, 120, voxel_size=(40, 10, 10), seed=1)
     labels = truth.labels
@@ -79,8 +79,8 @@ def child(method: str, maps_path: str, out: str) -> dict:
     baseline = peak_rss_mb()
     start = time.perf_counter()
     if method == "blockwise":
-        from napari_anatomics.postprocess import postprocess
-        from napari_anatomics.progress import run_job
+        from napari_anatomics.core.progress import run_job
+        from napari_anatomics.segment.postprocess import postprocess
 
         result = run_job(
             postprocess(

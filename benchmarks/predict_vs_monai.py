@@ -32,8 +32,8 @@ MEMORY_MB = 48.0
 def make_model():
     import torch
 
-    from napari_anatomics.model_config import ModelConfig
-    from napari_anatomics.model_store import TrainedModel
+    from napari_anatomics.models.config import ModelConfig
+    from napari_anatomics.models.store import TrainedModel
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
@@ -60,8 +60,8 @@ def child(tool: str, image_path: str, out: str) -> dict:
     import torch
     import zarr
 
-    from napari_anatomics.io import open_volume
-    from napari_anatomics.model_config import normalize
+    from napari_anatomics.io.read import open_volume
+    from napari_anatomics.models.config import normalize
 
     torch.set_num_threads(1)
     model = make_model()
@@ -71,9 +71,9 @@ def child(tool: str, image_path: str, out: str) -> dict:
     baseline = peak_rss_mb()
     start = time.perf_counter()
     if tool == "anatomics":
-        from napari_anatomics.inference import predict
-        from napari_anatomics.progress import run_job
-        from napari_anatomics.tiling import default_stride
+        from napari_anatomics.core.progress import run_job
+        from napari_anatomics.predict.tiled import predict
+        from napari_anatomics.predict.tiling import default_stride
 
         stride = default_stride(WINDOW, OVERLAP)
         run_job(

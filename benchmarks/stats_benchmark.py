@@ -28,7 +28,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from napari_anatomics.measure import measure
+from napari_anatomics.analyze.measure import measure
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/sbfsem-chloroplasts/labels.tif"
 

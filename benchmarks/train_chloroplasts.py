@@ -3,7 +3,7 @@
 This is the explorer of settings (every flag), with the hand-tuned decoding
 grid of earlier rounds; what a user gets at the defaults is measured by
 ``benchmarks/train_defaults.py``. Its defaults come from the recipe
-(:mod:`napari_anatomics.recipe`) where the two share a setting; it trains on
+(:mod:`napari_anatomics.train.recipe`) where the two share a setting; it trains on
 the whole strip (no hold-out, no automatic decoding) as it always did.
 
 The stack (10 x 1170 x 3293, 10 x 10 x 40 nm) is split along y (default):
@@ -15,10 +15,10 @@ strip, 8 in the test strip). An x split (``--axis x --split 2200 --gap 100``)
 leaves the dense cells out of training altogether: that measures transfer to
 unseen tissue, not this task.
 
-Prediction is tiled (:func:`napari_anatomics.inference.predict`, batch 2,
+Prediction is tiled (:func:`napari_anatomics.predict.tiled.predict`, batch 2,
 4-flip TTA), decoding is the seeded watershed of
-:func:`napari_anatomics.postprocess.postprocess`, and the scores come from
-:func:`napari_anatomics.evaluate.evaluate`, with connected objects of the
+:func:`napari_anatomics.segment.postprocess.postprocess`, and the scores come from
+:func:`napari_anatomics.analyze.evaluate.evaluate`, with connected objects of the
 painted labels as the true instances (the test strip holds 29, one of them a
 1-voxel painting slip that no model can find; perfect maps through this
 decoding score AP@0.5 0.97 there). ``--tune`` (on by default) picks how seeds
@@ -123,15 +123,15 @@ from pathlib import Path
 import cc3d
 import numpy as np
 
-from napari_anatomics.evaluate import evaluate
-from napari_anatomics.inference import predict
-from napari_anatomics.io import open_volume
-from napari_anatomics.model_store import load_model
-from napari_anatomics.postprocess import postprocess
-from napari_anatomics.progress import run_job
-from napari_anatomics.recipe import TrainConfig, default
-from napari_anatomics.training import train
-from napari_anatomics.volume import Volume
+from napari_anatomics.analyze.evaluate import evaluate
+from napari_anatomics.core.progress import run_job
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.io.read import open_volume
+from napari_anatomics.models.store import load_model
+from napari_anatomics.predict.tiled import predict
+from napari_anatomics.segment.postprocess import postprocess
+from napari_anatomics.train.loop import train
+from napari_anatomics.train.recipe import TrainConfig, default
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sbfsem-chloroplasts"
 REFERENCE = {"Dice": 0.87, "AP@0.5": 0.43, "steps": "~800", "minutes": 15.0}

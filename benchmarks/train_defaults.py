@@ -87,7 +87,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from napari_anatomics.evaluate import evaluate
+from napari_anatomics.analyze.evaluate import evaluate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {

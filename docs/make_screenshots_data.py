@@ -22,10 +22,10 @@ import numpy as np
 import tifffile
 from qtpy.QtWidgets import QApplication
 
-from napari_anatomics._widgets._layers import add_volume
-from napari_anatomics._widgets.data_check import DataCheckWidget
-from napari_anatomics._widgets.image_tools import ImageToolsWidget
-from napari_anatomics.samples import load_sample
+from napari_anatomics.io.samples import load_sample
+from napari_anatomics.napari.layers import add_volume
+from napari_anatomics.napari.panels.data_check import DataCheckWidget
+from napari_anatomics.napari.panels.image_tools import ImageToolsWidget
 
 OUT = Path(__file__).parent / "screenshots"
 

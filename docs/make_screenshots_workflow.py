@@ -25,9 +25,9 @@ from napari._qt.dialogs.qt_notification import NapariQtNotification
 from qtpy.QtWidgets import QApplication
 from skimage.io import imsave
 
-from napari_anatomics._widgets._layers import add_volume
-from napari_anatomics.geometry import read_ply
-from napari_anatomics.samples import load_sample
+from napari_anatomics.analyze.meshes import read_ply
+from napari_anatomics.io.samples import load_sample
+from napari_anatomics.napari.layers import add_volume
 
 OUT = Path(__file__).resolve().parent / "screenshots"
 PLUGIN = "napari-anatomics"

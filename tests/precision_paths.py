@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_anatomics.training_runtime import cpu_has_bf16
+from napari_anatomics.core.runtime import cpu_has_bf16
 
 
 def no_mixed_precision_reason(device: str = "auto") -> str | None:

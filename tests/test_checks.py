@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_anatomics.checks import check
-from napari_anatomics.io import open_volume
-from napari_anatomics.samples import synthetic_sbfsem
-from napari_anatomics.volume import Volume
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.datacheck.checks import check
+from napari_anatomics.io.read import open_volume
+from napari_anatomics.io.samples import synthetic_sbfsem
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_real_pair_reports_reused_ids_and_fragments(real_data_dir):
 
 
 def test_labels_over_the_in_memory_limit_are_checked_per_chunk(synthetic, image, monkeypatch):
-    import napari_anatomics.checks as checks
+    import napari_anatomics.datacheck.checks as checks
 
     monkeypatch.setattr(checks, "MAX_CC_VOXELS", 1000)
     labels = da.from_array(synthetic.labels, chunks=(5, 96, 96))

@@ -7,8 +7,8 @@ import pytest
 import tifffile
 
 from napari_anatomics.cli import main
-from napari_anatomics.io import open_volume
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.io.read import open_volume
+from napari_anatomics.io.samples import synthetic_sbfsem
 
 
 @pytest.fixture(scope="module")

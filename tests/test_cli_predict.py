@@ -9,12 +9,12 @@ import torch
 import zarr
 
 from napari_anatomics.cli import main
-from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.model_store import save_model
+from napari_anatomics.core.progress import run_job
+from napari_anatomics.io.samples import synthetic_sbfsem
 from napari_anatomics.models import build_network, plan_architecture
-from napari_anatomics.postprocess import postprocess
-from napari_anatomics.progress import run_job
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.models.config import ModelConfig
+from napari_anatomics.models.store import save_model
+from napari_anatomics.segment.postprocess import postprocess
 
 LEVELS = [
     "--seed-threshold",

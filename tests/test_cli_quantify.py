@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_anatomics.analyze.measure import read_csv
+from napari_anatomics.analyze.meshes import read_ply
 from napari_anatomics.cli import main
-from napari_anatomics.geometry import read_ply
-from napari_anatomics.measure import read_csv
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.io.samples import synthetic_sbfsem
 
 
 @pytest.fixture(scope="module")

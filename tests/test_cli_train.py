@@ -5,8 +5,8 @@ from __future__ import annotations
 import tifffile
 
 from napari_anatomics.cli import main
-from napari_anatomics.model_store import load_model
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.io.samples import synthetic_sbfsem
+from napari_anatomics.models.store import load_model
 
 
 def write_pair(folder):

@@ -10,9 +10,9 @@ import tifffile
 import zarr
 
 from napari_anatomics.cli import main
-from napari_anatomics.decoding import instance_grid
-from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.io.samples import synthetic_sbfsem
+from napari_anatomics.models.config import ModelConfig
+from napari_anatomics.train.decoding import instance_grid
 
 
 @pytest.fixture(scope="module")

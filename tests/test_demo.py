@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import zarr
 
+from napari_anatomics.analyze.measure import read_csv
+from napari_anatomics.analyze.meshes import read_ply
 from napari_anatomics.cli import main
-from napari_anatomics.demo import format_summary, run_demo
-from napari_anatomics.geometry import read_ply
-from napari_anatomics.measure import read_csv
-from napari_anatomics.progress import run_job
+from napari_anatomics.core.progress import run_job
+from napari_anatomics.tasks.demo import format_summary, run_demo
 
 TINY = {"iterations": 3, "window": (1, 32, 32), "batch": 2, "depth": 3, "tta": 0}
 

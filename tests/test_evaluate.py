@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage.metrics import adapted_rand_error, variation_of_information
 
-from napari_anatomics.evaluate import (
+from napari_anatomics.analyze.evaluate import (
     contingency,
     evaluate,
     foreground_dice,

@@ -43,10 +43,10 @@ import zarr
 
 from napari_anatomics.cli import _train as _train_cli
 from napari_anatomics.cli import main
-from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.model_store import save_model
+from napari_anatomics.io.samples import synthetic_sbfsem
 from napari_anatomics.models import build_network, plan_architecture
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.models.config import ModelConfig
+from napari_anatomics.models.store import save_model
 
 FAULTS = Path(__file__).resolve().parent / "faults"
 #: The model-folder check of ``anatomics train`` (outputs.check_train_output) is called
@@ -394,10 +394,10 @@ def test_fault(case: Case, data: Path, tmp_path: Path) -> None:
 
 def test_python_api_refuses_what_the_cli_refuses():
     """Cases 7 and 12 from Python: voxel sizes, IoU thresholds, file names from layer names."""
-    from napari_anatomics.evaluate import check_iou_thresholds
-    from napari_anatomics.measure import measure
-    from napari_anatomics.outputs import safe_file_name
-    from napari_anatomics.volume import Volume
+    from napari_anatomics.analyze.evaluate import check_iou_thresholds
+    from napari_anatomics.analyze.measure import measure
+    from napari_anatomics.core.volume import Volume
+    from napari_anatomics.io.outputs import safe_file_name
 
     labels = np.ones((2, 4, 4), np.uint16)
     for bad in [(-1, 1, 1), (float("nan"), 1, 1), (0, 10, 10)]:

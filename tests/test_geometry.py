@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_anatomics.geometry import (
+from napari_anatomics.analyze.measure import bounding_boxes, measure
+from napari_anatomics.analyze.meshes import (
     Mesh,
     export,
     export_meshes,
@@ -14,9 +15,8 @@ from napari_anatomics.geometry import (
     read_ply,
     write_ply,
 )
-from napari_anatomics.measure import bounding_boxes, measure
-from napari_anatomics.progress import Progress
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.core.progress import Progress
+from napari_anatomics.io.samples import synthetic_sbfsem
 
 VOXEL = (40.0, 10.0, 10.0)
 VS_UM = np.asarray(VOXEL) * 1e-3

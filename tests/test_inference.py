@@ -7,13 +7,13 @@ import pytest
 import torch
 import zarr
 
-from napari_anatomics.blending import RegionPredictor
-from napari_anatomics.inference import predict
-from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.model_store import TrainedModel
-from napari_anatomics.progress import CancelToken, run_job
-from napari_anatomics.tiling import TilePlan, check_stride
-from napari_anatomics.volume import Volume
+from napari_anatomics.core.progress import CancelToken, run_job
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.models.config import ModelConfig
+from napari_anatomics.models.store import TrainedModel
+from napari_anatomics.predict.region import RegionPredictor
+from napari_anatomics.predict.tiled import predict
+from napari_anatomics.predict.tiling import TilePlan, check_stride
 from precision_paths import no_mixed_precision_reason
 
 NORM = {"mean": 120.0, "std": 60.0}

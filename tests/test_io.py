@@ -13,10 +13,10 @@ import tifffile
 import zarr
 from PIL import Image
 
-from napari_anatomics.io import VolumeReadError, open_volume, require_3d
-from napari_anatomics.progress import run_job
-from napari_anatomics.slices import combine_slices, natural_key
-from napari_anatomics.writers import write_h5, write_tif, write_zarr
+from napari_anatomics.core.progress import run_job
+from napari_anatomics.io.read import VolumeReadError, open_volume, require_3d
+from napari_anatomics.io.slices import combine_slices, natural_key
+from napari_anatomics.io.write import write_h5, write_tif, write_zarr
 
 
 @pytest.fixture
@@ -303,7 +303,7 @@ def test_combine_slices_with_progress(tmp_path, suffix):
 
 
 def test_default_chunks_keep_slabs_bounded_for_huge_slices():
-    from napari_anatomics.writers import MAX_SLAB_BYTES, _chunks
+    from napari_anatomics.io.write import MAX_SLAB_BYTES, _chunks
 
     huge = da.zeros((40, 9000, 9000), dtype=np.uint16, chunks=(1, 9000, 9000))  # lazy
     depth, *rest = _chunks(huge, None)

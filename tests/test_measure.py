@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from napari_anatomics.measure import (
+from napari_anatomics.analyze.measure import (
     COLUMNS,
     bounding_boxes,
     index_instances,
@@ -18,9 +18,9 @@ from napari_anatomics.measure import (
     summarize,
     write_csv,
 )
-from napari_anatomics.progress import Cancelled, CancelToken, Progress
-from napari_anatomics.samples import synthetic_sbfsem
-from napari_anatomics.volume import Volume
+from napari_anatomics.core.progress import Cancelled, CancelToken, Progress
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.io.samples import synthetic_sbfsem
 
 VOXEL = (40.0, 10.0, 10.0)  # z, y, x nm: anisotropic like SBFSEM
 VOXEL_UM3 = 40 * 10 * 10 * 1e-9
@@ -90,7 +90,7 @@ def test_synthetic_counts_classes_and_intensity():
 def test_blockwise_equals_in_memory(monkeypatch):
     s = synthetic_sbfsem((20, 64, 80), 12, voxel_size=VOXEL, n_classes=2, seed=5)
     whole = measure(s.labels, s.voxel_size, image=s.image, classes=s.semantic)
-    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 1)  # one block per chunk
+    monkeypatch.setattr("napari_anatomics.analyze.blockstats.SLAB_VOXELS", 1)  # a block per chunk
     chunked = measure(
         da.from_array(s.labels, chunks=(7, 23, 31)),
         s.voxel_size,
@@ -98,11 +98,11 @@ def test_blockwise_equals_in_memory(monkeypatch):
         classes=da.from_array(s.semantic, chunks=(20, 10, 80)),
     )
     # Exact by design: every partial sum is an integer or a float64 sum of integer grey
-    # values (see napari_anatomics._blockstats), so any blocking gives the same bits.
+    # values (see napari_anatomics.analyze.blockstats), so any blocking gives the same bits.
     pd.testing.assert_frame_equal(whole, chunked, check_exact=True)
     store = zarr.create_array(store={}, shape=s.labels.shape, chunks=(4, 64, 80), dtype="u4")
     store[:] = s.labels
-    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 4 * 64 * 80)
+    monkeypatch.setattr("napari_anatomics.analyze.blockstats.SLAB_VOXELS", 4 * 64 * 80)
     slabs = measure(store, s.voxel_size, image=s.image, classes=s.semantic)
     pd.testing.assert_frame_equal(whole, slabs, check_exact=True)
 
@@ -130,7 +130,7 @@ def test_empty_and_invalid_inputs(boxes):
 
 
 def test_job_progress_and_cancel(boxes, monkeypatch):
-    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 20 * 30 * 3)
+    monkeypatch.setattr("napari_anatomics.analyze.blockstats.SLAB_VOXELS", 20 * 30 * 3)
     events = []
     job = measure_job(boxes, VOXEL)
     while True:
@@ -197,11 +197,11 @@ def test_real_labels(real_data_dir):
 def test_both_strategies_agree(monkeypatch, chunks):
     s = synthetic_sbfsem((20, 64, 80), 12, voxel_size=VOXEL, n_classes=2, seed=7)
     labels = s.labels if chunks is None else da.from_array(s.labels, chunks=chunks)
-    monkeypatch.setattr("napari_anatomics._blockstats.SLAB_VOXELS", 5 * 33 * 40)
+    monkeypatch.setattr("napari_anatomics.analyze.blockstats.SLAB_VOXELS", 5 * 33 * 40)
     tables = []
     # Force "voxels", then "objects", then a mix (blocks with only low ids by object).
     for per_object in (10**9, 0, 1000):
-        monkeypatch.setattr("napari_anatomics._blockstats.VOXELS_PER_OBJECT", per_object)
+        monkeypatch.setattr("napari_anatomics.analyze.blockstats.VOXELS_PER_OBJECT", per_object)
         tables.append(measure(labels, VOXEL, image=s.image, classes=s.semantic))
     # Exact by design: both strategies give the same integer partial sums.
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)

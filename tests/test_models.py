@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.model_store import list_models, load_checkpoint, load_model, save_model
-from napari_anatomics.models import (
-    build_network,
-    network_factor,
-    plan_architecture,
-    run_network,
-)
+from napari_anatomics.models import build_network, network_factor, plan_architecture, run_network
+from napari_anatomics.models.config import ModelConfig
+from napari_anatomics.models.store import list_models, load_checkpoint, load_model, save_model
 from napari_anatomics.models.unet3d import plan_levels
 
 

@@ -9,15 +9,15 @@ import pytest
 import tifffile
 from npe2 import PluginManifest
 
-from napari_anatomics._napari_io import (
+from napari_anatomics.io.samples import SAMPLE_CREDIT, synthetic_sbfsem
+from napari_anatomics.io.write import write_h5, write_zarr
+from napari_anatomics.napari.io import (
     get_reader,
     write_labels_h5,
     write_labels_tif,
     write_labels_zarr,
 )
-from napari_anatomics._sample_data import chloroplast_sample, synthetic_sample
-from napari_anatomics.samples import SAMPLE_CREDIT, synthetic_sbfsem
-from napari_anatomics.writers import write_h5, write_zarr
+from napari_anatomics.napari.sample_data import chloroplast_sample, synthetic_sample
 
 
 def _read(path):

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_anatomics import training
 from napari_anatomics.cli import main
-from napari_anatomics.model_store import WEIGHTS_NAME, load_model, save_model
-from napari_anatomics.numerics import compare_precision, guarded_step, non_finite_tensors
-from napari_anatomics.progress import run_job
-from napari_anatomics.recipe import TrainConfig
-from napari_anatomics.samples import synthetic_sbfsem
-from napari_anatomics.training import NonFiniteTraining, train
+from napari_anatomics.core.numerics import compare_precision, guarded_step, non_finite_tensors
+from napari_anatomics.core.progress import run_job
+from napari_anatomics.io.samples import synthetic_sbfsem
+from napari_anatomics.models.store import WEIGHTS_NAME, load_model, save_model
+from napari_anatomics.train import loop as training
+from napari_anatomics.train.loop import NonFiniteTraining, train
+from napari_anatomics.train.recipe import TrainConfig
 
 TINY = TrainConfig(
     task="instance",

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_anatomics.analyze.evaluate import check_iou_thresholds, evaluate
+from napari_anatomics.analyze.measure import measure
 from napari_anatomics.cli import build_parser
 from napari_anatomics.cli._predict import security
-from napari_anatomics.evaluate import check_iou_thresholds, evaluate
-from napari_anatomics.measure import measure
-from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.outputs import (
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.io.outputs import (
     OutputError,
     check_new_file,
     check_output_folder,
@@ -30,7 +30,7 @@ from napari_anatomics.outputs import (
     safe_file_name,
     staged_folder,
 )
-from napari_anatomics.volume import Volume
+from napari_anatomics.models.config import ModelConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -252,7 +252,7 @@ def test_safe_file_name(name, safe, tmp_path):
 
 @pytest.mark.parametrize("kind", ["plain", "zlib", "imagej", "ome", "tiled", "pages"])
 def test_a_tiff_cut_anywhere_is_refused_or_read_whole(kind, tmp_path):
-    from napari_anatomics.io import VolumeReadError, open_volume
+    from napari_anatomics.io.read import VolumeReadError, open_volume
 
     stack = np.random.default_rng(0).integers(0, 255, (5, 24, 30), dtype=np.uint8)
     path = tmp_path / "full.tif"
@@ -305,7 +305,7 @@ def test_tls_options_build_a_dask_security(tmp_path):
 def test_the_security_reaches_the_dask_client(monkeypatch):
     import distributed
 
-    from napari_anatomics.distributed import predict_regions
+    from napari_anatomics.predict.distributed import predict_regions
 
     seen = {}
 

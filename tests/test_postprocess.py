@@ -8,10 +8,10 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from napari_anatomics.postprocess import postprocess
-from napari_anatomics.progress import run_job
-from napari_anatomics.samples import synthetic_sbfsem
-from napari_anatomics.stitching import neighbour_offsets
+from napari_anatomics.core.progress import run_job
+from napari_anatomics.io.samples import synthetic_sbfsem
+from napari_anatomics.segment.postprocess import postprocess
+from napari_anatomics.segment.stitching import neighbour_offsets
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -197,7 +197,7 @@ def test_neighbour_offsets():
 
 
 def test_bundled_sample_components_match_whole_volume(tmp_path):
-    from napari_anatomics.samples import load_sample
+    from napari_anatomics.io.samples import load_sample
 
     _, painted = load_sample()
     mask = np.asarray(painted.data) > 0

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_anatomics import proofread as pr
-from napari_anatomics.measure import bounding_boxes, measure
-from napari_anatomics.samples import synthetic_sbfsem
+from napari_anatomics.analyze import proofread as pr
+from napari_anatomics.analyze.measure import bounding_boxes, measure
+from napari_anatomics.io.samples import synthetic_sbfsem
 
 VOXEL = (40.0, 10.0, 10.0)
 

@@ -12,14 +12,14 @@ import pytest
 from napari_anatomics.cli import build_parser
 from napari_anatomics.cli._predict import _DEFAULTS, DECODING_OPTIONS
 from napari_anatomics.cli._train import train_config
-from napari_anatomics.decoding import instance_grid
-from napari_anatomics.holdout import holdout_tiles
-from napari_anatomics.postprocess import postprocess
-from napari_anatomics.recipe import RECIPE, SETTINGS, TrainConfig
-from napari_anatomics.recipe_auto import measure_painted, resolve
-from napari_anatomics.sampling import CropSampler, prepare_data
-from napari_anatomics.training_runtime import THREADS_ENV, cpu_threads, usable_cores
-from napari_anatomics.volume import Volume
+from napari_anatomics.core.runtime import THREADS_ENV, cpu_threads, usable_cores
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.segment.postprocess import postprocess
+from napari_anatomics.train.auto import measure_painted, resolve
+from napari_anatomics.train.decoding import instance_grid
+from napari_anatomics.train.holdout import holdout_tiles
+from napari_anatomics.train.recipe import RECIPE, SETTINGS, TrainConfig
+from napari_anatomics.train.sampler import CropSampler, prepare_data
 
 BASE = ["train", "--images", "i.tif", "--labels", "l.tif", "--task", "instance", "--out", "m"]
 

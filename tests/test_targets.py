@@ -8,10 +8,10 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from napari_anatomics.augment import Augmenter, paste_object
-from napari_anatomics.losses import instance_loss
-from napari_anatomics.sampling import CropSampler, prepare_data, reduce_image, reduce_labels
-from napari_anatomics.targets import (
+from napari_anatomics.train.augment import Augmenter, paste_object
+from napari_anatomics.train.losses import instance_loss
+from napari_anatomics.train.sampler import CropSampler, prepare_data, reduce_image, reduce_labels
+from napari_anatomics.train.targets import (
     annotated_slices,
     contact_band,
     instance_targets,
@@ -264,7 +264,7 @@ def test_zoomed_crops_show_real_data_at_window_size():
 
 
 def test_resample_crop_keeps_ids():
-    from napari_anatomics.augment import resample_crop
+    from napari_anatomics.train.augment import resample_crop
 
     labels = np.zeros((1, 40, 40), np.uint16)
     labels[0, :20] = 3

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_anatomics.model_config import normalize
-from napari_anatomics.model_store import CHECKPOINT_NAME, load_checkpoint, load_model
-from napari_anatomics.progress import CancelToken, run_job
-from napari_anatomics.samples import synthetic_sbfsem
-from napari_anatomics.training import TrainConfig, train
-from napari_anatomics.volume import Volume
+from napari_anatomics.core.progress import CancelToken, run_job
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.io.samples import synthetic_sbfsem
+from napari_anatomics.models.config import normalize
+from napari_anatomics.models.store import CHECKPOINT_NAME, load_checkpoint, load_model
+from napari_anatomics.train.loop import TrainConfig, train
 from precision_paths import requires_mixed_precision
 
 #: These tests are about learning, masks, resume and errors, not the precision

@@ -6,10 +6,10 @@ import numpy as np
 import tifffile
 from qtpy.QtCore import Qt
 
-from napari_anatomics._widgets._layers import add_volume
-from napari_anatomics._widgets.data_check import DataCheckWidget
-from napari_anatomics._widgets.image_tools import ImageToolsWidget
-from napari_anatomics.samples import load_sample
+from napari_anatomics.io.samples import load_sample
+from napari_anatomics.napari.layers import add_volume
+from napari_anatomics.napari.panels.data_check import DataCheckWidget
+from napari_anatomics.napari.panels.image_tools import ImageToolsWidget
 
 #: qtbot timeouts only detect a hang, they are no speed target: two minutes is far
 #: above any step here on a slow or busy machine, and a hang still fails.

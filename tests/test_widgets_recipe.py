@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QComboBox
 
-from napari_anatomics._widgets.train import TrainWidget, describe_validation
-from napari_anatomics.recipe import RECIPE
+from napari_anatomics.napari.panels.train import TrainWidget, describe_validation
+from napari_anatomics.train.recipe import RECIPE
 
 
 def test_train_panel_fields_follow_the_recipe(make_napari_viewer, qtbot):

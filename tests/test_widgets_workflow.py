@@ -13,29 +13,29 @@ import zarr
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
-import napari_anatomics._widgets.train as train_panel_module
-from napari_anatomics._widgets._layers import (
+import napari_anatomics.napari.panels.train as train_panel_module
+from napari_anatomics.analyze.measure import read_csv
+from napari_anatomics.analyze.meshes import read_ply
+from napari_anatomics.core.progress import CancelToken, run_job
+from napari_anatomics.io.read import open_volume
+from napari_anatomics.io.samples import load_sample
+from napari_anatomics.models.config import ModelConfig
+from napari_anatomics.models.store import load_model
+from napari_anatomics.napari.layers import (
     LayerCombo,
     PathEdit,
     add_volume,
     layer_volume,
     pick_volume,
 )
-from napari_anatomics._widgets._models import prepare_torch
-from napari_anatomics._widgets._plot import HistogramPlot, LinePlot, nice_ticks
-from napari_anatomics._widgets.annotate import AnnotateWidget, annotated_slices
-from napari_anatomics._widgets.autolabel import AutoLabelWidget, LiveLabels
-from napari_anatomics._widgets.export import LABEL_FORMATS, ExportWidget
-from napari_anatomics._widgets.proofread import ProofreadWidget
-from napari_anatomics._widgets.train import TrainWidget, send_to_train
-from napari_anatomics.geometry import read_ply
-from napari_anatomics.io import open_volume
-from napari_anatomics.measure import read_csv
-from napari_anatomics.model_config import ModelConfig
-from napari_anatomics.model_store import load_model
-from napari_anatomics.progress import CancelToken, run_job
-from napari_anatomics.samples import load_sample
-from napari_anatomics.training import TrainConfig, train
+from napari_anatomics.napari.model_picker import prepare_torch
+from napari_anatomics.napari.panels.annotate import AnnotateWidget, annotated_slices
+from napari_anatomics.napari.panels.autolabel import AutoLabelWidget, LiveLabels
+from napari_anatomics.napari.panels.export import LABEL_FORMATS, ExportWidget
+from napari_anatomics.napari.panels.proofread import ProofreadWidget
+from napari_anatomics.napari.panels.train import TrainWidget, send_to_train
+from napari_anatomics.napari.plot import HistogramPlot, LinePlot, nice_ticks
+from napari_anatomics.train.loop import TrainConfig, train
 
 # Training in this process after a viewer made its OpenGL context must not load
 # triton (a segfault under Mesa); the panels do this when they open, the
@@ -91,7 +91,7 @@ def test_layers_carry_voxel_size(sample_viewer):
 def test_pick_volume_from_layer_or_file(sample_viewer, qtbot, tmp_path):
     from napari.layers import Image
 
-    from napari_anatomics.writers import write_tif
+    from napari_anatomics.io.write import write_tif
 
     combo, path = LayerCombo(sample_viewer, Image), PathEdit()
     qtbot.addWidget(combo)

@@ -5,13 +5,13 @@ The headless core (no Qt) can be used from a notebook::
     from napari_anatomics import open_volume, check
     image = open_volume("stack.tif", voxel_size="10,10,40")
 
-Qt widgets live in :mod:`napari_anatomics._widgets` and only wrap the core.
+Qt widgets live in :mod:`napari_anatomics.napari.panels` and only wrap the core.
 """
 
-from .checks import check
-from .io import open_volume
-from .progress import CancelToken, Progress, run_job
-from .volume import Volume, format_voxel_size, parse_voxel_size
+from .core.progress import CancelToken, Progress, run_job
+from .core.volume import Volume, format_voxel_size, parse_voxel_size
+from .datacheck.checks import check
+from .io.read import open_volume
 
 __version__ = "0.1.0"
 

@@ -81,10 +81,10 @@ def error_line(err: BaseException, output: str | None = None) -> str:
     """The one line an error is reported with: its message, on one line.
 
     Operating-system errors name the file (else ``output``, what the command
-    writes) and the fix (:func:`~napari_anatomics.outputs.describe_os_error`);
+    writes) and the fix (:func:`~napari_anatomics.io.outputs.describe_os_error`);
     errors whose text means nothing alone keep their type name.
     """
-    from ..outputs import describe_os_error
+    from ..io.outputs import describe_os_error
 
     text = describe_os_error(err, output) if isinstance(err, OSError) else str(err)
     if isinstance(err, _BARE) or not text:

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from ..progress import Job, Progress
-from ..volume import parse_voxel_size
+from ..core.progress import Job, Progress
+from ..core.volume import parse_voxel_size
 
 T = TypeVar("T")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checks import check
-from ..io import open_volume
-from ..outputs import check_writable
-from ..slices import combine_slices, list_slices
-from ..volume import format_voxel_size
-from ..writers import check_target
+from ..core.volume import format_voxel_size
+from ..datacheck.checks import check
+from ..io.outputs import check_writable
+from ..io.read import open_volume
+from ..io.slices import combine_slices, list_slices
+from ..io.write import check_target
 from ._common import add_voxel_size, run_with_bar, triple
 
 

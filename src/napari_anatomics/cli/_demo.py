@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..outputs import check_writable
+from ..io.outputs import check_writable
 from ._common import ranged, run_with_bar
 
 #: Free space the demo needs (model, prediction, table and meshes of the bundled sample).
@@ -62,7 +62,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
     check_writable(out, DEMO_BYTES)
 
-    from ..demo import format_summary, run_demo  # torch: after the checks
+    from ..tasks.demo import format_summary, run_demo
 
     settings = {"iterations": args.iterations} if args.iterations else {}
     job = run_demo(

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..outputs import check_prediction_output, check_writable
+from ..io.outputs import check_prediction_output, check_writable
 from ._common import add_precision, add_voxel_size, ranged, run_with_bar, triple
 
 
@@ -244,9 +244,9 @@ def _postprocess_kwargs(args: argparse.Namespace, tuned: dict | None) -> dict:
 def _predict(args: argparse.Namespace) -> int:
     import zarr
 
-    from ..io import open_volume, require_3d
-    from ..model_config import ModelConfig
-    from ..volume import format_voxel_size
+    from ..core.volume import format_voxel_size
+    from ..io.read import open_volume, require_3d
+    from ..models.config import ModelConfig
 
     # Every check that needs no network first (torch takes seconds to import): the
     # output's kind, TLS files, the model's config, the image, room on the disk.
@@ -259,9 +259,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.scheduler and tls is None:
         _warn_untrusted(args.scheduler)
 
-    from ..inference import model_fingerprint, predict
-    from ..model_store import load_model
-    from ..postprocess import postprocess
+    from ..models.store import load_model
+    from ..predict.tiled import model_fingerprint, predict
+    from ..segment.postprocess import postprocess
 
     model = load_model(args.model, device=args.device)
     print(f"model {model.config.name or args.model} ({model.config.task}) on {model.device}")
@@ -352,8 +352,8 @@ def _prediction_bytes(config, image, out: Path, args: argparse.Namespace, labels
 def _postprocess(args: argparse.Namespace) -> int:
     import zarr
 
-    from ..io import split_key
-    from ..postprocess import postprocess
+    from ..io.read import split_key
+    from ..segment.postprocess import postprocess
 
     path, key = split_key(args.pred)
     if not Path(path).exists():

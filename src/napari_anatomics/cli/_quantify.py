@@ -9,9 +9,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from ..io import open_volume, require_3d, require_labels
-from ..outputs import check_new_file, check_output_folder, check_writable, staged_folder
-from ..volume import Volume, format_voxel_size
+from ..core.volume import Volume, format_voxel_size
+from ..io.outputs import check_new_file, check_output_folder, check_writable, staged_folder
+from ..io.read import open_volume, require_3d, require_labels
 from ._common import add_overwrite, add_voxel_size, ranged, run_with_bar
 
 # pandas, scikit-image and scipy.optimize are imported by the commands that use them:
@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _iou(text: str) -> list[float]:
-    from ..evaluate import check_iou_thresholds
+    from ..analyze.evaluate import check_iou_thresholds
 
     try:
         return check_iou_thresholds([float(t) for t in text.split(",") if t.strip()], "--iou")
@@ -169,7 +169,7 @@ def _names(text: str | None) -> list[str] | None:
 def _stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..measure import measure_job, summarize, write_csv
+    from ..analyze.measure import measure_job, summarize, write_csv
 
     targets = [("--csv", args.csv)] + ([("--totals-csv", args.totals_csv)] * bool(args.totals_csv))
     if args.totals_csv and Path(args.totals_csv).absolute() == Path(args.csv).absolute():
@@ -205,7 +205,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate, format_evaluation
+    from ..analyze.evaluate import evaluate, format_evaluation
 
     if args.json:
         check_new_file(args.json, overwrite=args.overwrite, option="--json", example="scores.json")
@@ -237,7 +237,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _mesh(args: argparse.Namespace) -> int:
-    from ..geometry import export_meshes
+    from ..analyze.meshes import export_meshes
 
     out = Path(args.out)
     earlier = check_output_folder(out, overwrite=args.overwrite, option="--out")

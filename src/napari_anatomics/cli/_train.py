@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..outputs import check_train_output
-from ..recipe import SETTINGS
+from ..io.outputs import check_train_output
+from ..train.recipe import SETTINGS
 from ._common import add_voxel_size, run_with_bar, triple
 
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """Add one option per training setting of :data:`napari_anatomics.recipe.SETTINGS`.
+    """Add one option per training setting of :data:`napari_anatomics.train.recipe.SETTINGS`.
 
     Options default to None ("not given"): the recipe's default (or the data's
     choice) applies, and the help text shows it.
@@ -97,8 +97,8 @@ def _names(text: str) -> list[str]:
 
 
 def train_config(args: argparse.Namespace):
-    """The :class:`~napari_anatomics.recipe.TrainConfig` of parsed ``train`` options."""
-    from ..recipe import TrainConfig
+    """The :class:`~napari_anatomics.train.recipe.TrainConfig` of parsed ``train`` options."""
+    from ..train.recipe import TrainConfig
 
     given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli}
     given = {k: v for k, v in given.items() if v is not None}
@@ -108,9 +108,9 @@ def train_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..io import open_volume
-    from ..model_config import ModelConfig
-    from ..training import train
+    from ..io.read import open_volume
+    from ..models.config import ModelConfig
+    from ..train.loop import train
 
     image = open_volume(args.images, voxel_size=args.voxel_size)
     labels = open_volume(args.labels, voxel_size=args.voxel_size)
@@ -164,7 +164,7 @@ def _report(saved) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from ..model_store import list_models
+    from ..models.store import list_models
 
     models = list_models(args.root)
     if not models:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..model_config import ModelConfig
+from .config import ModelConfig
 from .unet3d import ResUNet3D, plan_levels
 
 #: Architecture names understood by :func:`build_network`.

@@ -3,7 +3,7 @@
 The encoders are built with ``encoder_weights=None``: nothing is downloaded at
 run time; training starts from random weights (or from an earlier model with
 ``init_from``). 2D models see one slice at a time: their window has z = 1 and
-:class:`~napari_anatomics.model_store.TrainedModel` runs them slice by slice.
+:class:`~napari_anatomics.models.store.TrainedModel` runs them slice by slice.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ four times (needs 16+ slices, twice the voxels per step). DynUNet with the
 same anisotropic plan is as fast as this network; this one is kept because it
 needs no MONAI at run time and exposes the plan in ``config.json``. On a busy
 machine (load 7 on 2 cores) one thread beat two by 3-5x in wall time, see
-:func:`napari_anatomics.training.cpu_threads`.
+:func:`napari_anatomics.train.loop.cpu_threads`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Stage 5, correct and quantify: proofreading edits, per-object statistics, metrics, meshes."""

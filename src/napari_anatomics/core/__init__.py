@@ -1,0 +1,1 @@
+"""Foundations every stage shares: the Volume type, the job protocol, the runtime, numerics."""

@@ -1,0 +1,1 @@
+"""Stage 1, load: read any stack lazily, combine slice folders, write volumes, output policy."""

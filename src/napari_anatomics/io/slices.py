@@ -1,0 +1,191 @@
+"""Folders of 2D slices: lazy reading in natural order, and combining into one stack.
+
+Slice files are sorted the way people number them (``img_2.tif`` before
+``img_10.tif``). Every slice's size and type is checked when the folder is
+opened, from the file headers only, so a stray thumbnail or a slice saved with
+another bit depth is reported by name before any work starts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ..core.progress import Job, Progress
+from ..core.volume import Volume
+from .read import VolumeReadError, check_tiff_complete, open_volume, quiet_tifffile, require_3d
+from .write import write_volume_job
+
+SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+_PIL_DTYPES = {"L": np.uint8, "P": np.uint8, "1": bool, "I;16": np.uint16, "I;16B": np.uint16}
+_PIL_DTYPES.update({"I": np.int32, "F": np.float32, "RGB": np.uint8, "RGBA": np.uint8})
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value: ``img_2`` < ``img_10``."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+        for part in re.split(r"(\d+)", name)
+        if part
+    )
+
+
+def list_slices(folder: str | Path) -> list[Path]:
+    """The image files of a slice folder, in natural order.
+
+    Raises
+    ------
+    VolumeReadError
+        If the folder holds no tif/png/jpg file.
+    """
+    folder = Path(folder)
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SLICE_SUFFIXES
+    ]
+    if not files:
+        raise VolumeReadError(
+            f"{folder}: holds no slice images (.tif, .tiff, .png, .jpg); choose the folder "
+            "that contains the slices"
+        )
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def open_slice_folder(
+    folder: str | Path,
+) -> tuple[da.Array, tuple[float, float, float] | None]:
+    """Stack a folder of 2D slices lazily, one dask chunk per slice.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder of 2D tif/png/jpg slices; colour slices are read as grey.
+
+    Returns
+    -------
+    data : dask.array.Array
+        (z, y, x), one chunk per slice.
+    voxel_size : None
+        Slice files do not record a z spacing, so the caller's voxel size is used.
+
+    Raises
+    ------
+    VolumeReadError
+        Naming the first slice whose size or type differs from the first slice.
+    """
+    files = list_slices(folder)
+    headers = [_slice_header(p) for p in files]
+    shape, dtype, _ = headers[0]
+    for path, (other_shape, other_dtype, _) in zip(files[1:], headers[1:]):
+        if other_shape != shape or other_dtype != dtype:
+            raise VolumeReadError(
+                f"{path}: slice is {other_shape[1]} x {other_shape[0]} px {other_dtype}, "
+                f"but {files[0].name} is {shape[1]} x {shape[0]} px {dtype}; all slices must "
+                "have the same size and type: remove or re-export this file"
+            )
+    read = dask.delayed(_read_slice, pure=True)
+    slices = [
+        da.from_delayed(read(str(p), grey), shape=shape, dtype=dtype)
+        for p, (_, _, grey) in zip(files, headers)
+    ]
+    return da.stack(slices), None
+
+
+def _slice_header(path: Path) -> tuple[tuple[int, int], np.dtype, bool]:
+    """(shape, dtype, needs grey conversion) from the file header only."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with quiet_tifffile() as logged, tifffile.TiffFile(path) as tif:
+                check_tiff_complete(tif, path, logged)
+                series = tif.series[0]
+                shape = tuple(n for n in series.shape if n != 1)
+                dtype = np.dtype(series.dtype)
+            if len(shape) == 3 and shape[-1] in (3, 4):
+                return shape[:2], dtype, True  # type: ignore[return-value]
+            if len(shape) != 2:
+                raise VolumeReadError(
+                    f"{path}: is not a 2D slice (shape {shape}); a slice folder must hold "
+                    "one 2D image per file"
+                )
+            return shape, dtype, False  # type: ignore[return-value]
+        from PIL import Image
+
+        with Image.open(path) as image:
+            mode, (width, height) = image.mode, image.size
+        if mode not in _PIL_DTYPES:
+            raise VolumeReadError(f"{path}: unsupported image mode {mode!r}; save it as grey")
+        return (height, width), np.dtype(_PIL_DTYPES[mode]), mode in ("RGB", "RGBA")
+    except VolumeReadError:
+        raise
+    except Exception as err:
+        raise VolumeReadError(
+            f"{path}: cannot be read ({err}); the slice may be damaged: re-export it "
+            "or remove it from the folder"
+        ) from None
+
+
+def _read_slice(path: str, grey: bool) -> np.ndarray:
+    """Read one slice; colour slices become grey (mean of R, G, B)."""
+    if path.lower().endswith((".tif", ".tiff")):
+        import tifffile
+
+        array = np.squeeze(tifffile.imread(path))
+    else:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            array = np.asarray(image)
+    if grey:
+        rgb = array[..., :3].astype(np.float32).mean(axis=-1)
+        array = np.round(rgb).astype(array.dtype)
+    return array
+
+
+def combine_slices(
+    folder: str | Path,
+    out: str | Path,
+    *,
+    chunks: Sequence[int] | None = None,
+    voxel_size: Sequence[float] | None = None,
+    overwrite: bool = False,
+) -> Job[Volume]:
+    """Combine a folder of 2D slices into one stack on disk.
+
+    A generator job: yields :class:`~napari_anatomics.core.progress.Progress` as
+    slices are written and returns the written stack opened lazily. Memory
+    holds at most one chunk-deep slab of slices, however many slices there are.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder of 2D slices (tif, png, jpg), read in natural order.
+    out : str or Path
+        Output ``.zarr`` (chunked, compressed), ``.tif``/``.tiff`` or ``.h5``/``.hdf5``.
+    chunks : sequence of 3 int, optional
+        Chunk shape (z, y, x) for zarr and h5 output.
+    voxel_size : sequence of 3 float, optional
+        (z, y, x) nm, stored with the output.
+    overwrite : bool
+        Replace an existing output.
+
+    Returns
+    -------
+    Volume
+        The combined stack, opened from ``out``.
+    """
+    volume = require_3d(open_volume(folder, voxel_size=voxel_size))
+    stored_voxel = volume.voxel_size if volume.voxel_size_origin != "default" else None
+    yield Progress(0, volume.shape[0], f"{volume.shape[0]} slices")
+    written = yield from write_volume_job(
+        volume.data, out, chunks=chunks, voxel_size=stored_voxel, overwrite=overwrite
+    )
+    return open_volume(written, voxel_size=voxel_size)

@@ -1,0 +1,155 @@
+"""The model drop-down shared by the Train and Auto-label panels.
+
+It lists the model folders of a registry folder
+(:func:`napari_anatomics.models.store.list_models`); a "..." button adds any
+other model folder. Every open drop-down refreshes when a training run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+from pathlib import Path
+
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWidget
+
+#: Every live drop-down, refreshed together by :func:`refresh_all`.
+_COMBOS: weakref.WeakSet = weakref.WeakSet()
+
+
+def prepare_torch() -> None:
+    """Get torch ready for jobs in worker threads of the napari process.
+
+    * Keep torch from loading triton: loading triton's bundled LLVM after the
+      OpenGL driver's (Mesa's llvmpipe, e.g. under Xvfb or without a GPU
+      driver) crashes the viewer (segmentation fault) the first time an
+      optimizer imports ``torch._dynamo``. Training and prediction never
+      compile kernels, so nothing is lost.
+    * Import ``torch._dynamo`` now, when a panel opens: imported lazily by the
+      first optimizer in the worker thread, it stalls the viewer for most of a
+      second in the middle of a run.
+    """
+    sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
+    import torch._dynamo  # noqa: F401
+
+
+def default_model_root() -> Path:
+    """Where the panels keep trained models: ``$ANATOMICS_MODELS`` or ``~/anatomics-models``."""
+    return Path(os.environ.get("ANATOMICS_MODELS", Path.home() / "anatomics-models"))
+
+
+def unique_folder(root: str | Path, name: str) -> Path:
+    """``root/name``, or ``root/name-2``, ``-3``... when that folder is taken."""
+    root = Path(root)
+    folder, n = root / name, 1
+    while folder.exists() and any(folder.iterdir()):
+        n += 1
+        folder = root / f"{name}-{n}"
+    return folder
+
+
+def refresh_all(new_model: str | Path | None = None) -> None:
+    """Re-read the registry in every open model drop-down (after training).
+
+    Drop-downs with ``follow_new`` set (Auto-label's) also choose ``new_model``.
+    """
+    for combo in list(_COMBOS):
+        combo.refresh()
+        if new_model is not None and combo.follow_new:
+            combo.select_folder(new_model)
+
+
+class ModelCombo(QWidget):
+    """A drop-down of the trained models in a folder, plus "..." for any model folder.
+
+    Parameters
+    ----------
+    none_text : str, optional
+        When given, a first entry meaning "no model" (e.g. train from scratch).
+    """
+
+    def __init__(self, none_text: str | None = None) -> None:
+        super().__init__()
+        self._none_text = none_text
+        self._root = default_model_root()
+        self._extra: list[Path] = []
+        self._folders: list[Path | None] = []
+        #: Choose each newly trained model (see :func:`refresh_all`).
+        self.follow_new = False
+        self.combo = QComboBox()
+        self.combo.setMinimumContentsLength(16)
+        self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        browse = QPushButton("...")
+        browse.setFixedWidth(30)
+        browse.setToolTip("Choose a model folder")
+        browse.clicked.connect(self._browse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo, stretch=1)
+        layout.addWidget(browse)
+        _COMBOS.add(self)
+        self.refresh()
+
+    def set_root(self, root: str | Path) -> None:
+        """List the models under ``root``."""
+        self._root = Path(root) if root else default_model_root()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the registry, keeping the current choice when it still exists."""
+        from ..models.store import list_models
+
+        current = self.folder()
+        try:
+            models = list_models(self._root) if self._root.is_dir() else []
+        except (OSError, ValueError):
+            models = []
+        entries: list[tuple[str, Path | None]] = []
+        if self._none_text is not None:
+            entries.append((self._none_text, None))
+        listed = {Path(m.path).resolve() for m in models}
+        for model in models:
+            entries.append((model.describe(), Path(model.path)))
+        for folder in self._extra:
+            if folder.resolve() not in listed:
+                entries.append((f"{folder.name} ({folder.parent})", folder))
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        for text, folder in entries:
+            self.combo.addItem(text)
+            if folder is not None:
+                self.combo.setItemData(self.combo.count() - 1, str(folder), 3)  # tooltip
+        self._folders = [folder for _, folder in entries]
+        if current is not None:
+            resolved = [f.resolve() if f is not None else None for f in self._folders]
+            if Path(current).resolve() in resolved:
+                self.combo.setCurrentIndex(resolved.index(Path(current).resolve()))
+        self.combo.blockSignals(False)
+
+    def folder(self) -> str | None:
+        """The chosen model folder, or None."""
+        index = self.combo.currentIndex()
+        if 0 <= index < len(self._folders) and self._folders[index] is not None:
+            return str(self._folders[index])
+        return None
+
+    def select_folder(self, folder: str | Path) -> None:
+        """Choose ``folder``, adding it to the list when it is not in the registry."""
+        folder = Path(folder)
+        resolved = [f.resolve() if f is not None else None for f in self._folders]
+        if folder.resolve() not in resolved:
+            self._extra.append(folder)
+            self.refresh()
+            resolved = [f.resolve() if f is not None else None for f in self._folders]
+        if folder.resolve() in resolved:
+            self.combo.setCurrentIndex(resolved.index(folder.resolve()))
+
+    def count(self) -> int:
+        """Number of entries (the "none" entry included)."""
+        return self.combo.count()
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a model folder", str(self._root))
+        if path:
+            self.select_folder(path)

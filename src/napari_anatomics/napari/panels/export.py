@@ -1,0 +1,314 @@
+"""Export: the stats table (CSV), meshes and point clouds (.ply), labels (zarr/tif/h5).
+
+One button runs the chosen exports one after the other in a worker thread:
+:func:`~napari_anatomics.analyze.measure.measure_job` +
+:func:`~napari_anatomics.analyze.measure.write_csv`,
+:func:`~napari_anatomics.analyze.meshes.export_meshes` (meshes, then point clouds) and
+:func:`~napari_anatomics.io.write.write_volume_job`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core.progress import CancelToken, Progress, stage
+from ...io.outputs import describe_os_error, safe_file_name
+from ..jobs import start_job
+from ..layers import LayerCombo, PathEdit, layer_array, layer_volume
+
+LABEL_FORMATS = {"zarr (chunked, for big stacks)": ".zarr", "TIFF": ".tif", "HDF5": ".h5"}
+
+
+def export_targets(
+    name: str, table: bool, meshes: bool, points: bool, labels_suffix: str | bool
+) -> dict[str, str]:
+    """The names an export writes in its folder, by kind (files, or folders of .ply files)."""
+    targets: dict[str, str] = {}
+    if table:
+        targets |= {"table": f"{name}_objects.csv", "totals": f"{name}_totals.csv"}
+    if meshes:
+        targets["meshes"] = f"{name}_meshes"
+    if points:
+        targets["points"] = f"{name}_points"
+    if labels_suffix:
+        targets["labels"] = f"{name}_labels{labels_suffix}"
+    return targets
+
+
+def check_export(
+    folder: Path, targets: dict[str, str], shape, *, overwrite: bool
+) -> dict[str, list[Path]]:
+    """Check an export before any work: nothing replaced unless asked, room to write it.
+
+    Returns the earlier .ply files of the mesh and point-cloud folders, which a
+    finished export replaces (with ``overwrite``).
+    """
+    from ...io.outputs import (
+        MESH_PATTERNS,
+        OutputError,
+        check_new_file,
+        check_output_folder,
+        check_writable,
+    )
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file; choose a folder for the files")
+    hint = "tick 'Replace files of an earlier export' (or change the name)"
+    earlier: dict[str, list[Path]] = {}
+    for kind, target in targets.items() if folder.is_dir() else ():  # a new folder is made
+        path = folder / target
+        if kind in ("meshes", "points"):
+            earlier[kind] = check_output_folder(
+                path, overwrite=overwrite, patterns=MESH_PATTERNS, option="", hint=hint
+            )
+        elif kind == "labels" and path.suffix == ".zarr" and path.is_dir():
+            if not overwrite:
+                raise FileExistsError(f"{path}: already exists and is kept; {hint}")
+        else:
+            check_new_file(path, overwrite=overwrite, option="", hint=hint)
+    labels_bytes = 4 * int(np.prod(shape)) // 2 if "labels" in targets else 0
+    check_writable(folder, labels_bytes + 2**20)
+    return earlier
+
+
+def default_export_folder() -> Path:
+    """``~/anatomics-exports`` (``$ANATOMICS_EXPORTS`` overrides)."""
+    return Path(os.environ.get("ANATOMICS_EXPORTS", Path.home() / "anatomics-exports"))
+
+
+class ExportWidget(QWidget):
+    """Write the results of a labels layer to files.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.cancel_token: CancelToken | None = None
+        self.written: list[str] = []
+
+        self.labels_combo = LayerCombo(napari_viewer, Labels)
+        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
+        self.folder = PathEdit("folder", placeholder="folder for the files")
+        self.folder.setText(str(default_export_folder()))
+        self.base_name = QLineEdit()
+        self.base_name.setPlaceholderText("file names start with this (default: layer name)")
+        self.table = QCheckBox("Table of objects + totals (.csv)")
+        self.table.setChecked(True)
+        self.meshes = QCheckBox("Meshes (.ply)")
+        self.points = QCheckBox("Point clouds (.ply)")
+        self.combined = QCheckBox("One file for all objects (vertex id tells them apart)")
+        self.combined.setChecked(True)
+        self.smooth = QSpinBox()
+        self.smooth.setRange(0, 200)
+        self.smooth.setValue(10)
+        self.downscale = QSpinBox()
+        self.downscale.setRange(1, 16)
+        self.downscale.setToolTip("Keep every n-th voxel in x and y (z is kept)")
+        self.surface_only = QCheckBox("Surface voxels only")
+        self.surface_only.setChecked(True)
+        self.overwrite = QCheckBox("Replace files of an earlier export with this name")
+        self.overwrite.setToolTip(
+            "Without it an export whose files already exist in the folder is refused, "
+            "and nothing is written"
+        )
+        self.labels_file = QCheckBox("Labels")
+        self.label_format = QComboBox()
+        self.label_format.addItems(list(LABEL_FORMATS))
+        self.export_button = QPushButton("Export")
+        self.export_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.files = QListWidget()
+
+        source = QFormLayout()
+        source.addRow("Labels", self.labels_combo)
+        source.addRow("Image (optional)", self.image_combo)
+        source.addRow("Folder", self.folder)
+        source.addRow("Name", self.base_name)
+        source.addRow("", self.overwrite)
+        what = QGroupBox("What to write")
+        form = QFormLayout(what)
+        form.addRow(self.table)
+        form.addRow(self.meshes)
+        form.addRow("  smoothing", self.smooth)
+        form.addRow(self.points)
+        form.addRow("", self.surface_only)
+        form.addRow("  keep every n-th voxel", self.downscale)
+        form.addRow("", self.combined)
+        labels_row = QHBoxLayout()
+        labels_row.addWidget(self.labels_file)
+        labels_row.addWidget(self.label_format, stretch=1)
+        form.addRow(labels_row)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(source)
+        layout.addWidget(what)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(QLabel("Files written:"))
+        layout.addWidget(self.files, stretch=1)
+
+    def start(self):
+        """Run the chosen exports in a worker; return it (None when nothing to do)."""
+        from ...analyze.measure import measure_job, summarize, write_csv
+        from ...analyze.meshes import export_meshes
+        from ...io.outputs import staged_folder
+        from ...io.write import write_volume_job
+
+        layer = self.labels_combo.layer()
+        if layer is None:
+            show_error("Export: choose a labels layer")
+            return None
+        if not self.folder.text():
+            show_error("Export: choose a folder for the files")
+            return None
+        chosen = [self.table, self.meshes, self.points, self.labels_file]
+        if not any(box.isChecked() for box in chosen):
+            show_error("Export: tick at least one thing to write")
+            return None
+        volume = layer_volume(layer)
+        labels = layer_array(layer)
+        if isinstance(labels, np.ndarray):
+            labels = labels.copy()  # a snapshot: painting goes on while it is written
+        voxel_size, source = volume.voxel_size, volume.source or layer.name
+        image_layer = self.image_combo.layer()
+        image = layer_array(image_layer) if image_layer is not None else None
+        if image is not None and tuple(image.shape) != tuple(labels.shape):
+            image = None
+        folder = Path(self.folder.text())
+        name = safe_file_name(self.base_name.text().strip() or layer.name, default="labels")
+        table, meshes, points = (b.isChecked() for b in (self.table, self.meshes, self.points))
+        options = {
+            "combined": self.combined.isChecked(),
+            "downscale": (1, self.downscale.value(), self.downscale.value()),
+        }
+        smooth, surface = self.smooth.value(), self.surface_only.isChecked()
+        label_suffix = LABEL_FORMATS[self.label_format.currentText()]
+        write_labels = self.labels_file.isChecked()
+        targets = export_targets(name, table, meshes, points, write_labels and label_suffix)
+        try:
+            earlier = check_export(
+                folder, targets, labels.shape, overwrite=self.overwrite.isChecked()
+            )
+        except OSError as err:  # one line, before any work
+            show_error(f"Export: {describe_os_error(err)}")
+            return None
+        token = self.cancel_token = CancelToken()
+
+        def meshes_job(kind: str, **kwargs):
+            sub = folder / targets[kind]
+            with staged_folder(sub, replaces=earlier.get(kind, [])) as stage:
+                files = yield from export_meshes(
+                    labels, stage, voxel_size, index=index, cancel=token, **options, **kwargs
+                )
+            return [sub / Path(f).name for f in files]
+
+        def job():
+            nonlocal index
+            folder.mkdir(parents=True, exist_ok=True)
+            written: list = []
+            if table or meshes or points:
+                index = yield from stage(
+                    "measuring", measure_job(labels, voxel_size, image=image, cancel=token)
+                )
+            if table:
+                written.append(write_csv(index, folder / targets["table"], voxel_size, source))
+                totals = summarize(index, labels.shape, voxel_size).reset_index()
+                written.append(write_csv(totals, folder / targets["totals"], voxel_size, source))
+            if meshes:
+                written += yield from stage("meshes", meshes_job("meshes", smooth=smooth))
+            if points:
+                written += yield from stage(
+                    "point clouds", meshes_job("points", points=True, surface_points=surface)
+                )
+            if write_labels:
+                data = labels if isinstance(labels, (np.ndarray, da.Array)) else da.asarray(labels)
+                path = yield from stage(
+                    "labels",
+                    write_volume_job(
+                        data,
+                        folder / targets["labels"],
+                        voxel_size=voxel_size,
+                        overwrite=self.overwrite.isChecked(),
+                    ),
+                )
+                written.append(str(path))
+            return written
+
+        index = None
+
+        self.files.clear()
+        self.written = []
+        self.export_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.status.setText("Exporting...")
+        self.worker = start_job(
+            job,
+            description=f"Exporting {layer.name}",
+            on_event=self._on_progress,
+            on_done=self._on_done,
+            on_finish=self._on_finish,
+        )
+        return self.worker
+
+    def stop(self) -> None:
+        """Stop after the current step; files already complete are kept."""
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _on_progress(self, event: Progress) -> None:
+        if self.cancel_token is None:  # a late event of a finished run
+            return
+        if event.total:
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.step)
+        self.status.setText(event.message)
+
+    def _on_done(self, written: list) -> None:
+        self.written = [str(p) for p in written]
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        for path in self.written:
+            self.files.addItem(str(path))
+        self.status.setText(f"{len(self.written)} file(s) written in {self.folder.text()}")
+        show_info(f"Export finished: {len(self.written)} file(s) in {self.folder.text()}")
+
+    def _on_finish(self) -> None:
+        self.export_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        self.cancel_token = None

@@ -1,0 +1,419 @@
+"""Proofread & Stats: a table of instances, click to find, double-click to delete.
+
+Every edit goes through the labels layer's own history
+(:meth:`napari.layers.Labels.data_setitem` inside ``block_history``), so
+napari's undo (Ctrl+Z, ``layer.undo()``) restores it. The table is measured
+with :func:`napari_anatomics.analyze.measure.measure_job` off the GUI thread; edits
+made here update it at once (rows of deleted objects are dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..history import record_edit
+from ..jobs import start_job
+from ..layers import LayerCombo, PathEdit, centre_on, layer_array, layer_volume
+from ..plot import HistogramPlot
+from ..table import FrameTable
+
+#: Columns shown in the table (in this order, when measured) and their headers.
+TABLE_COLUMNS = {
+    "id": "id",
+    "class": "class",
+    "volume_um3": "volume µm³",
+    "voxels": "voxels",
+    "eq_diameter_um": "diameter µm",
+    "surface_um2": "surface µm²",
+    "mean_intensity": "mean grey",
+    "touches_border_xy": "at x/y edge",
+}
+BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice)": "zyx"}
+
+
+class ProofreadWidget(QWidget):
+    """Measure, inspect and correct an instance labels layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.frame = pd.DataFrame()
+        self._layer: Labels | None = None
+        self._fingerprint: tuple | None = None
+        self._generation = 0
+        self._edits = 0
+        self._camera: tuple | None = None
+        self.measure_worker = None
+        self.save_worker = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self._refresh_if_changed)
+
+        self.labels_combo = LayerCombo(napari_viewer, Labels)
+        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
+        self.measure_button = QPushButton("Measure")
+        self.measure_button.clicked.connect(self.refresh)
+        self.double_click = QCheckBox("Double-click an object in the viewer deletes it")
+        self.double_click.setChecked(True)
+        self.double_click.toggled.connect(lambda _: self._attach(self._layer))
+        self.totals = QLabel("No measurement yet")
+        self.totals.setWordWrap(True)
+        self.table = FrameTable("id")
+        self.table.setMinimumHeight(260)
+        self.table.setToolTip(
+            "Click a row to find the object; double-click it in the viewer to delete it"
+        )
+        self.table.row_clicked.connect(self.focus_object)
+        self.histogram = HistogramPlot("Instance volumes", "volume (µm³)")
+        splitter = QSplitter(Qt.Horizontal)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.histogram)
+        splitter.setSizes([380, 220])
+
+        self.delete_button = QPushButton("Delete selected")
+        self.delete_button.clicked.connect(self._delete_selected)
+        self.undo_button = QPushButton("Undo (Ctrl+Z)")
+        self.undo_button.clicked.connect(self.undo)
+        self.show_all_button = QPushButton("Show all")
+        self.show_all_button.clicked.connect(self._show_all)
+        self.min_volume = QDoubleSpinBox()
+        self.min_volume.setDecimals(4)
+        self.min_volume.setRange(0.0, 1e9)
+        self.min_volume.setSuffix(" µm³")
+        self.min_volume.valueChanged.connect(self.histogram.set_marker)
+        self.cutoff_button = QPushButton("Remove smaller objects")
+        self.cutoff_button.clicked.connect(lambda: self.remove_small(self.min_volume.value()))
+        self.border_mode = QComboBox()
+        self.border_mode.addItems(list(BORDER_MODES))
+        self.border_button = QPushButton("Remove objects touching the border")
+        self.border_button.clicked.connect(lambda: self.remove_border())
+        self.save_path = PathEdit("save", "Labels (*.zarr *.tif *.h5)", "corrected.zarr")
+        self.save_button = QPushButton("Save labels")
+        self.save_button.clicked.connect(lambda: self.save())
+        self.train_button = QPushButton("Use for training")
+        self.train_button.setToolTip("Choose these labels in the Train panel (to fine-tune)")
+        self.train_button.clicked.connect(self.use_for_training)
+
+        source = QFormLayout()
+        source.addRow("Labels", self.labels_combo)
+        source.addRow("Image (optional)", self.image_combo)
+        source.addRow(self.measure_button)
+        source.addRow(self.double_click)
+        edits = QGroupBox("Corrections")
+        edit_layout = QFormLayout(edits)
+        row = QHBoxLayout()
+        for button in (self.delete_button, self.undo_button, self.show_all_button):
+            row.addWidget(button)
+        edit_layout.addRow(row)
+        edit_layout.addRow("Smallest kept", self.min_volume)
+        edit_layout.addRow(self.cutoff_button)
+        edit_layout.addRow("Border", self.border_mode)
+        edit_layout.addRow(self.border_button)
+        loop = QGroupBox("Save and train again")
+        loop_layout = QFormLayout(loop)
+        loop_layout.addRow("File", self.save_path)
+        row = QHBoxLayout()
+        row.addWidget(self.save_button)
+        row.addWidget(self.train_button)
+        loop_layout.addRow(row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(source)
+        layout.addWidget(self.totals)
+        layout.addWidget(splitter, stretch=1)
+        layout.addWidget(edits)
+        layout.addWidget(loop)
+
+        self.labels_combo.layer_changed.connect(self._attach)
+        self.image_combo.layer_changed.connect(lambda _: self.refresh())
+        self._attach(self.labels_combo.layer())
+
+    # ---- layer wiring ----------------------------------------------------------------------
+    def _attach(self, layer: Labels | None) -> None:
+        old = self._layer
+        if old is not None:
+            if self._on_double_click in old.mouse_double_click_callbacks:
+                old.mouse_double_click_callbacks.remove(self._on_double_click)
+                old.mouse_drag_callbacks.remove(self._remember_camera)
+            old.events.paint.disconnect(self._count_edit)
+            old.events.set_data.disconnect(self._schedule)
+        self._layer = layer
+        if layer is None:
+            return
+        if self.double_click.isChecked():
+            layer.mouse_double_click_callbacks.append(self._on_double_click)
+            layer.mouse_drag_callbacks.append(self._remember_camera)
+        layer.events.paint.connect(self._count_edit)
+        layer.events.set_data.connect(self._schedule)
+        if layer is not old:
+            self.frame = pd.DataFrame()
+            self._fingerprint = None
+            self.refresh()
+
+    def closeEvent(self, event) -> None:
+        self._attach(None)
+        super().closeEvent(event)
+
+    def _state(self) -> tuple | None:
+        """Changes when the layer's data or its undo/redo history change."""
+        layer = self._layer
+        if layer is None:
+            return None
+        undo = len(getattr(layer, "_undo_history", ()))
+        redo = len(getattr(layer, "_redo_history", ()))
+        return (id(layer), id(layer.data), self._edits, undo, redo)
+
+    def _count_edit(self, *_) -> None:
+        """Every brush stroke or edit (the history length stops growing at its limit)."""
+        self._edits += 1
+        self._schedule()
+
+    def _schedule(self, *_) -> None:
+        self._timer.start()
+
+    def _refresh_if_changed(self) -> None:
+        if self._state() != self._fingerprint:
+            self.refresh()
+
+    # ---- measuring -----------------------------------------------------------------------
+    def refresh(self):
+        """Measure the labels layer again (off the GUI thread)."""
+        layer = self._layer
+        if layer is None:
+            return None
+        from ...analyze.measure import measure_job
+
+        labels = layer_array(layer)
+        volume = layer_volume(layer)
+        image_layer = self.image_combo.layer()
+        image = None
+        if image_layer is not None and tuple(image_layer.data.shape) == tuple(labels.shape):
+            image = layer_array(image_layer)
+        classes = layer.metadata.get("class_of_id")
+        classes = None if classes is None else np.asarray(classes)
+        names = layer.metadata.get("class_names") if classes is not None else None
+        self._fingerprint = self._state()
+        self._generation += 1
+        generation = self._generation
+
+        def done(table: pd.DataFrame) -> None:
+            if generation == self._generation and layer is self._layer:
+                self.set_frame(table)
+
+        if self.measure_worker is not None:
+            self.measure_worker.quit()
+        self.measure_worker = start_job(
+            lambda: measure_job(
+                labels, volume.voxel_size, image=image, classes=classes, class_names=names
+            ),
+            description=f"Measuring {layer.name}",
+            on_done=done,
+            notify_stop=False,
+        )
+        return self.measure_worker
+
+    def set_frame(self, frame: pd.DataFrame) -> None:
+        """Show a measurement table, its totals and the volume histogram."""
+        self.frame = frame.reset_index(drop=True)
+        self.table.set_frame(self.frame, list(TABLE_COLUMNS), TABLE_COLUMNS)
+        self.histogram.set_values(self.frame.get("volume_um3", []))
+        self.histogram.set_marker(self.min_volume.value() or None)
+        self.totals.setText(self.totals_text())
+
+    def totals_text(self) -> str:
+        """One line: count, total and mean volume, volume fraction of the stack."""
+        from ...analyze.measure import summarize
+
+        layer = self._layer
+        if layer is None or "volume_um3" not in self.frame:
+            return "No measurement yet"
+        volume = layer_volume(layer)
+        row = summarize(self.frame, volume.shape, volume.voxel_size).loc["all"]
+        if not row["count"]:
+            return "No objects"
+        return (
+            f"<b>{int(row['count'])} objects</b> · total {row['sum_volume_um3']:.4g} µm³ · "
+            f"mean {row['mean_volume_um3']:.3g} µm³ · volume fraction "
+            f"{100 * row['volume_fraction']:.2f}% of {row['stack_volume_um3']:.4g} µm³"
+        )
+
+    # ---- finding ---------------------------------------------------------------------------
+    def focus_object(self, label: int) -> None:
+        """Centre the viewer on object ``label`` and show it alone."""
+        layer = self._layer
+        if layer is None:
+            return
+        rows = self.frame[self.frame["id"] == label] if "id" in self.frame else self.frame[:0]
+        if len(rows):
+            centre = rows.iloc[0][["centroid_z", "centroid_y", "centroid_x"]].to_numpy(float)
+            centre = centre[-layer.ndim :]
+        else:
+            coords = np.nonzero(layer_array(layer) == label)
+            if not coords[0].size:
+                return
+            centre = np.array([c.mean() for c in coords])
+        centre_on(self.viewer, layer, centre)
+        layer.selected_label = int(label)
+        layer.show_selected_label = True
+        self.table.select_id(int(label))
+
+    def _show_all(self) -> None:
+        if self._layer is not None:
+            self._layer.show_selected_label = False
+
+    # ---- editing ---------------------------------------------------------------------------
+    def _edit(self, operation: str, *args, what: str, **kwargs) -> int:
+        """Run a :mod:`napari_anatomics.analyze.proofread` operation on the layer as one undo step.
+
+        The core changes the layer's array in place (only inside the objects'
+        bounding boxes) and returns an :class:`~napari_anatomics.analyze.proofread.Edit`;
+        its regions are recorded in the layer's own history so napari's undo
+        restores them. Rows of the removed ids leave the table at once.
+        """
+        from ...analyze import proofread
+
+        layer = self._layer
+        if layer is None:
+            show_error("Proofread: choose a labels layer first")
+            return 0
+        data = layer_array(layer)
+        writable = not isinstance(data, da.Array) and hasattr(data, "__setitem__")
+        if not writable or data.ndim != 3:
+            show_error(
+                "Proofread: these labels cannot be edited here (a 3D array in memory or in "
+                "a zarr file is needed; labels still being predicted are read-only): wait "
+                "for Auto-label to finish, or save them as .zarr and open that file"
+            )
+            return 0
+        # bounding boxes from the table, unless the layer changed since it was measured
+        fresh = "bbox_z0" in self.frame and self._state() == self._fingerprint
+        try:
+            edit = getattr(proofread, operation)(
+                data, *args, index=self.frame if fresh else None, **kwargs
+            )
+        except (ValueError, TypeError) as err:
+            show_error(f"Proofread: {err}")
+            return 0
+        record_edit(layer, edit)
+        if "id" in self.frame:
+            self.set_frame(self.frame[~self.frame["id"].isin(edit.ids)])
+        self._fingerprint = self._state()
+        if layer.show_selected_label and layer.selected_label in edit.ids:
+            layer.show_selected_label = False
+        if edit.ids:
+            show_info(f"{len(edit.ids)} object(s) {what}; undo with Ctrl+Z")
+        return len(edit.ids)
+
+    def delete_ids(self, ids: Iterable[int], what: str = "deleted") -> int:
+        """Delete objects ``ids`` (one undo step); return how many were deleted."""
+        ids = [int(i) for i in ids if int(i) > 0]
+        return self._edit("delete", ids, what=what) if ids else 0
+
+    def _remember_camera(self, layer: Labels, event) -> None:
+        """On each press: the view before a double-click zooms it (napari zooms first)."""
+        self._camera = (self.viewer.camera.zoom, tuple(self.viewer.camera.center))
+
+    def _on_double_click(self, layer: Labels, event) -> None:
+        """Delete the object under the cursor, keeping the view where it was."""
+        value = layer.get_value(
+            event.position,
+            view_direction=event.view_direction,
+            dims_displayed=event.dims_displayed,
+            world=True,
+        )
+        if isinstance(value, tuple):  # multiscale: (level, value)
+            value = value[-1]
+        if value is not None and int(value) != 0:
+            self.delete_ids([int(value)], f"deleted (id {int(value)})")
+            if self._camera is not None:  # undo the viewer's double-click zoom
+                self.viewer.camera.zoom, self.viewer.camera.center = self._camera
+
+    def _delete_selected(self) -> None:
+        rows = {index.row() for index in self.table.selectedIndexes()}
+        self.delete_ids([self.table.row_id(r) for r in rows if self.table.row_id(r) is not None])
+
+    def remove_small(self, min_volume_um3: float) -> int:
+        """Delete every object smaller than ``min_volume_um3`` (one undo step)."""
+        voxel_size = layer_volume(self._layer).voxel_size if self._layer is not None else None
+        return self._edit(
+            "remove_small",
+            min_volume_um3,
+            unit="um3",
+            voxel_size=voxel_size,
+            what=f"smaller than {min_volume_um3:g} µm³ removed",
+        )
+
+    def remove_border(self, axes: str | None = None) -> int:
+        """Delete every object touching the stack border (one undo step).
+
+        Parameters
+        ----------
+        axes : {"yx", "zyx"}, optional
+            Only the x/y sides, or every face; default: the panel's choice.
+        """
+        axes = axes or BORDER_MODES[self.border_mode.currentText()]
+        return self._edit("remove_border", axes=axes, what="touching the border removed")
+
+    def undo(self) -> None:
+        """Undo the last edit of the labels layer (same as Ctrl+Z)."""
+        if self._layer is not None:
+            self._layer.undo()
+            self.refresh()
+
+    # ---- the loop back to training ----------------------------------------------------------
+    def save(self, path: str | None = None):
+        """Save the corrected labels (zarr, tif or h5 by the file's extension)."""
+        layer = self._layer
+        path = path or self.save_path.text()
+        if layer is None or not path:
+            show_error("Proofread: choose a labels layer and a file name (.zarr, .tif or .h5)")
+            return None
+        from ...io.write import write_volume_job
+
+        data = np.array(layer_array(layer))
+        voxel_size = layer_volume(layer).voxel_size
+
+        def done(written: str) -> None:
+            layer.metadata["source"] = written
+            show_info(f"Saved corrected labels to {written}")
+
+        self.save_worker = start_job(
+            lambda: write_volume_job(data, path, voxel_size=voxel_size, overwrite=True),
+            description=f"Saving {layer.name}",
+            on_done=done,
+        )
+        return self.save_worker
+
+    def use_for_training(self) -> None:
+        """Choose these labels (and the image) in the Train panel, opening it if needed."""
+        if self._layer is None:
+            show_error("Proofread: choose a labels layer first")
+            return
+        from .train import send_to_train
+
+        send_to_train(self.viewer, self._layer, self.image_combo.layer())

@@ -1,0 +1,1 @@
+"""Stage 4, auto-label: tiled, blended prediction of whole stacks to probability maps on disk."""

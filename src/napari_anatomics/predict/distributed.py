@@ -1,0 +1,191 @@
+"""Run a tiled prediction's regions on a dask.distributed cluster.
+
+Every region of a :class:`~napari_anatomics.predict.tiling.TilePlan` is independent
+and covers whole output chunks, so workers predict and write regions of the
+same zarr array without coordination. Each worker process loads the model
+once: from its model folder when it has one (workers must see the folder,
+e.g. on a shared file system), otherwise from one broadcast copy of the
+network. The client only records which regions are done (for resuming).
+
+See ``docs/cluster.md`` for SLURM / PBS clusters through dask-jobqueue.
+
+Trust: dask serialises tasks and results with pickle, so the scheduler and
+workers can run code on the client's machine (and the client on theirs).
+Connect only to a scheduler you control; on a shared network use TLS
+(``security``: a :class:`distributed.security.Security`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from ..core.progress import run_job
+from ..core.volume import Volume
+from ..models.store import TrainedModel
+from .region import RegionPredictor
+
+#: Models loaded by this worker process, keyed by model folder.
+_WORKER_MODELS: dict[str, TrainedModel] = {}
+#: Images opened by this worker process, keyed by source path.
+_WORKER_IMAGES: dict[str, Any] = {}
+
+
+class _Source:
+    """Where workers get the image: its file (reopened once per worker) or the array itself.
+
+    An opaque holder, so dask ships the lazy array as data, not as a graph to compute.
+    """
+
+    def __init__(self, volume: Volume) -> None:
+        self.path = volume.source if volume.source and _is_file(volume.source) else None
+        self.array = None if self.path else volume.data
+
+    @property
+    def data(self) -> Any:
+        if self.path is None:
+            return self.array
+        if self.path not in _WORKER_IMAGES:
+            from ..io.read import open_volume
+
+            _WORKER_IMAGES[self.path] = open_volume(self.path).data
+        return _WORKER_IMAGES[self.path]
+
+
+def _is_file(source: str) -> bool:
+    from ..io.read import split_key
+
+    return split_key(source)[0].exists()
+
+
+def predict_regions(
+    model: TrainedModel,
+    predictor: RegionPredictor,
+    image: Volume,
+    array_path: str,
+    regions: Sequence[int],
+    output: str,
+    *,
+    scheduler: str | None = None,
+    security: Any = None,
+    workers: int | None = None,
+) -> Generator[int, None, None]:
+    """Predict and write regions on a cluster; yield each region's index when written.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        Shipped by folder when ``model.folder`` is set, else broadcast once.
+    predictor : RegionPredictor
+        Its plan, TTA and batch settings are reused on the workers.
+    image : Volume
+        The stack. Workers reopen its source file (which must be on a file
+        system they share); an image without a file is sent as an array.
+    array_path : str
+        The zarr array (C, Z, Y, X) to write into.
+    regions : sequence of int
+        Indices into ``predictor.plan.regions``.
+    output : {"uint8", "float16"}
+        Storage dtype.
+    scheduler : str, optional
+        Scheduler address (``tcp://host:8786``, or ``tls://host:8786`` with
+        ``security``). dask moves pickled objects between the client, the
+        scheduler and the workers, so a scheduler you do not control can run
+        code on this machine: connect only to your own cluster.
+    security : distributed.security.Security, optional
+        TLS certificates for the connection to ``scheduler`` (see
+        ``docs/cluster.md``); default: dask's configuration.
+    workers : int, optional
+        Number of local worker processes when no scheduler is given.
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is not None:
+        client = Client(scheduler, security=security) if security else Client(scheduler)
+    else:
+        if workers is None or int(workers) < 1:
+            raise ValueError(f"workers must be a positive number of processes, not {workers!r}")
+        cluster = LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    futures = []
+    try:
+        spec = _model_spec(model, client)
+        source = client.scatter(_Source(image), broadcast=True)
+        settings = (
+            predictor.plan,
+            predictor.tta,
+            predictor.tta_mode,
+            predictor.batch,
+            predictor.precision,
+            output,
+        )
+        futures = [
+            client.submit(_run_region, spec, source, settings, array_path, i, pure=False)
+            for i in regions
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _model_spec(model: TrainedModel, client) -> tuple[str, Any]:
+    from ..models import store as model_store
+
+    if model.folder is not None and hasattr(model_store, "load_model"):
+        return ("folder", str(model.folder))
+    return ("object", client.scatter(model, broadcast=True))
+
+
+def _worker_model(spec: tuple[str, Any]) -> TrainedModel:
+    kind, value = spec
+    if kind == "object":
+        model = value
+        key = f"object-{id(value)}"
+    else:
+        key = value
+        model = _WORKER_MODELS.get(key)
+        if model is None:
+            from ..models.store import load_model
+
+            model = load_model(value, device="auto")
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS[key] = model
+        _set_worker_threads()
+    return model
+
+
+def _set_worker_threads() -> None:
+    import torch
+    from distributed import get_worker
+
+    try:
+        torch.set_num_threads(max(1, int(get_worker().state.nthreads)))
+    except (ValueError, AttributeError):  # not running inside a worker
+        pass
+
+
+def _run_region(spec, source: _Source, settings, array_path: str, index: int) -> int:
+    import zarr
+
+    from .tiled import write_region
+
+    plan, tta, tta_mode, batch, precision, output = settings
+    model = _worker_model(spec)
+    predictor = RegionPredictor(
+        model, plan, tta=tta, tta_mode=tta_mode, batch=batch, precision=precision
+    )
+    region = plan.regions[index]
+    probs = run_job(predictor.region(source.data, region))
+    write_region(zarr.open_array(array_path, mode="r+"), region, probs, output)
+    return index

@@ -1,0 +1,1 @@
+"""Whole jobs composed from the stages, shared by the CLI, the panels and the benchmarks."""
