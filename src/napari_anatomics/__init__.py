@@ -9,11 +9,10 @@ Qt widgets live in :mod:`napari_anatomics.napari.panels` and only wrap the core.
 """
 
 from .core.progress import CancelToken, Progress, run_job
+from .core.versions import __version__
 from .core.volume import Volume, format_voxel_size, parse_voxel_size
 from .datacheck.checks import check
 from .io.read import open_volume
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CancelToken",

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from ..core.volume import format_voxel_size
 from ..datacheck.checks import check
+from ..io.combine import combine_slices
 from ..io.outputs import check_writable
 from ..io.read import open_volume
-from ..io.slices import combine_slices, list_slices
+from ..io.slices import list_slices
 from ..io.write import check_target
 from ._common import add_voxel_size, run_with_bar, triple
 

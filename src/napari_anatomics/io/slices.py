@@ -9,17 +9,14 @@ another bit depth is reported by name before any work starts.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import dask
 import dask.array as da
 import numpy as np
 
-from ..core.progress import Job, Progress
-from ..core.volume import Volume
-from .read import VolumeReadError, check_tiff_complete, open_volume, quiet_tifffile, require_3d
-from .write import write_volume_job
+from .formats import VolumeReadError
+from .tiff import check_tiff_complete, quiet_tifffile
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
@@ -148,44 +145,3 @@ def _read_slice(path: str, grey: bool) -> np.ndarray:
         rgb = array[..., :3].astype(np.float32).mean(axis=-1)
         array = np.round(rgb).astype(array.dtype)
     return array
-
-
-def combine_slices(
-    folder: str | Path,
-    out: str | Path,
-    *,
-    chunks: Sequence[int] | None = None,
-    voxel_size: Sequence[float] | None = None,
-    overwrite: bool = False,
-) -> Job[Volume]:
-    """Combine a folder of 2D slices into one stack on disk.
-
-    A generator job: yields :class:`~napari_anatomics.core.progress.Progress` as
-    slices are written and returns the written stack opened lazily. Memory
-    holds at most one chunk-deep slab of slices, however many slices there are.
-
-    Parameters
-    ----------
-    folder : str or Path
-        Folder of 2D slices (tif, png, jpg), read in natural order.
-    out : str or Path
-        Output ``.zarr`` (chunked, compressed), ``.tif``/``.tiff`` or ``.h5``/``.hdf5``.
-    chunks : sequence of 3 int, optional
-        Chunk shape (z, y, x) for zarr and h5 output.
-    voxel_size : sequence of 3 float, optional
-        (z, y, x) nm, stored with the output.
-    overwrite : bool
-        Replace an existing output.
-
-    Returns
-    -------
-    Volume
-        The combined stack, opened from ``out``.
-    """
-    volume = require_3d(open_volume(folder, voxel_size=voxel_size))
-    stored_voxel = volume.voxel_size if volume.voxel_size_origin != "default" else None
-    yield Progress(0, volume.shape[0], f"{volume.shape[0]} slices")
-    written = yield from write_volume_job(
-        volume.data, out, chunks=chunks, voxel_size=stored_voxel, overwrite=overwrite
-    )
-    return open_volume(written, voxel_size=voxel_size)

@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import dask.array as da
-import numpy as np
-import torch
 
 from ..core.runtime import check_precision
+from ..core.versions import versions
 from ..core.volume import Volume
 from ..datacheck.checks import check
 from ..models import ARCHITECTURES, network_factor, plan_architecture
@@ -70,9 +68,11 @@ def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> M
             f"2D models take windows with z = 1, not {window}: use 1,{window[1]},{window[2]}"
         )
     model_voxel = tuple(v * f for v, f in zip(voxel, config.downsample))
+    classes, values = _classes(config, report.histogram)
+    targets = training_targets(config, classes)
     arch = plan_architecture(
         config.architecture,
-        1,
+        len(targets),
         model_voxel,
         window,
         width=config.width,
@@ -96,14 +96,26 @@ def check_training_data(config: TrainConfig, image: Volume, labels: Volume) -> M
             f"window (z, y, x) {window} does not suit the network: each size must be a "
             f"multiple of its down-sampling {factor} (depth {config.depth}); try {fit}"
         )
-    classes, values = _classes(config, report.histogram)
     data = {
         "image": image.source,
         "labels": labels.source,
         "shape": list(image.shape),
         "annotated_slices": report.annotated_slices,
     }
-    return model_config_for(config, voxel, window, classes, values, data)
+    return ModelConfig(
+        task=config.task,
+        classes=classes,
+        window=window,
+        voxel_size=voxel,
+        architecture=arch,
+        targets=targets,
+        downsample=config.downsample,
+        label_values=values,
+        data=data,
+        training=asdict(config),
+        versions=versions(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def _check_settings(config: TrainConfig) -> None:
@@ -152,47 +164,12 @@ def _name(volume: Volume) -> str:
     return repr(volume.source or volume.name)
 
 
-def model_config_for(
-    config: TrainConfig,
-    voxel_size: tuple[float, float, float],
-    window: tuple[int, int, int],
-    classes: list[str],
-    label_values: list[int],
-    data: dict[str, Any],
-) -> ModelConfig:
-    """The :class:`ModelConfig` a run with these settings will write."""
+def training_targets(config: TrainConfig, classes: list[str]) -> list[str]:
+    """The output channels a run with these settings learns, in order.
+
+    The window does not change the plan here: rounding it down to the network's
+    down-sampling keeps the same number of z poolings (see ``plan_levels``).
+    """
     if config.task == "semantic":
-        targets = ["background", *classes]
-    else:
-        targets = ["foreground", "boundary"] + (["distance"] if config.distance else [])
-    model_voxel = tuple(v * f for v, f in zip(voxel_size, config.downsample))
-    arch = plan_architecture(
-        config.architecture,
-        len(targets),
-        model_voxel,
-        window,
-        width=config.width,
-        depth=config.depth,
-        norm=config.norm,
-        encoder=config.encoder,
-    )
-    return ModelConfig(
-        task=config.task,
-        classes=classes,
-        window=window,
-        voxel_size=voxel_size,
-        architecture=arch,
-        targets=targets,
-        downsample=config.downsample,
-        label_values=label_values,
-        data=data,
-        training=asdict(config),
-        versions=_versions(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-
-
-def _versions() -> dict[str, str]:
-    from .. import __version__
-
-    return {"napari_anatomics": __version__, "torch": torch.__version__, "numpy": np.__version__}
+        return ["background", *classes]
+    return ["foreground", "boundary"] + (["distance"] if config.distance else [])
