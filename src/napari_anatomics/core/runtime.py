@@ -6,9 +6,11 @@ RNG states are stored as JSON text and tensors so that checkpoints load with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,34 @@ def cpu_threads(requested: int | None = None) -> int:
             )
         return int(text)
     return usable_cores()
+
+
+@contextlib.contextmanager
+def torch_threads(device: torch.device, threads: int | None = None) -> Iterator[int]:
+    """Run a block with torch's CPU threads set by :func:`cpu_threads`, then put them back.
+
+    Training and prediction both run inside it, so one rule decides the threads.
+    On CUDA the setting is left alone.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the job runs.
+    threads : int, optional
+        Asked for by the user; else ``$ANATOMICS_THREADS``, else every usable core.
+
+    Yields
+    ------
+    int
+        The threads the block runs with (torch's current count on CUDA).
+    """
+    previous = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(threads))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def seed_everything(seed: int) -> None:

@@ -46,6 +46,7 @@ from ..core.runtime import (
     get_rng_states,
     seed_everything,
     set_rng_states,
+    torch_threads,
 )
 from ..core.volume import Volume
 from ..models import build_network, run_network
@@ -127,13 +128,8 @@ def train(
         _check_resumable(out_dir, mconfig)
     device = device_for(config.device)
     yield Progress(0, config.iterations, describe_recipe(config, why, device), note=True)
-    old_threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(device, config.threads):
         return (yield from _run(image, labels, config, mconfig, out_dir, device, cancel))
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
