@@ -13,9 +13,9 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import _data, _demo, _predict, _quantify, _train, _zoo
+from . import _data, _demo, _predict, _quantify, _train, _view, _zoo
 
-_GROUPS = (_demo, _data, _train, _zoo, _predict, _quantify)
+_GROUPS = (_demo, _data, _train, _zoo, _predict, _quantify, _view)
 
 
 class _Parser(argparse.ArgumentParser):
