@@ -14,8 +14,9 @@ import zarr
 from PIL import Image
 
 from napari_anatomics.core.progress import run_job
+from napari_anatomics.io.combine import combine_slices
 from napari_anatomics.io.read import VolumeReadError, open_volume, require_3d
-from napari_anatomics.io.slices import combine_slices, natural_key
+from napari_anatomics.io.slices import natural_key
 from napari_anatomics.io.write import write_h5, write_tif, write_zarr
 
 

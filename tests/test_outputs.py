@@ -1,4 +1,5 @@
-"""The output policy (``outputs.py``) and validation at the edges, tested in-process.
+"""The output policy (``io/outputs.py``, ``predict/outputs.py``, ``train/outputs.py``,
+``core/files.py``) and validation at the edges, tested in-process.
 
 The same behaviour through the real command line is in ``test_faults.py``.
 """
@@ -18,19 +19,19 @@ from napari_anatomics.analyze.evaluate import check_iou_thresholds, evaluate
 from napari_anatomics.analyze.measure import measure
 from napari_anatomics.cli import build_parser
 from napari_anatomics.cli._predict import security
+from napari_anatomics.core.files import staged_folder
 from napari_anatomics.core.volume import Volume
 from napari_anatomics.io.outputs import (
     OutputError,
     check_new_file,
     check_output_folder,
-    check_prediction_output,
-    check_train_output,
     check_writable,
     describe_os_error,
     safe_file_name,
-    staged_folder,
 )
 from napari_anatomics.models.config import ModelConfig
+from napari_anatomics.predict.outputs import check_prediction_output
+from napari_anatomics.train.outputs import check_train_output
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -1,5 +1,9 @@
 """Reading label arrays block by block, and the partial sums of one block.
 
+:func:`blocks` cuts an array into :class:`~napari_anatomics.core.blocks.Block` s (of
+:func:`~napari_anatomics.core.blocks.iter_blocks`) with a one-voxel halo, sized to
+the array's storage chunks.
+
 Used by :mod:`~napari_anatomics.analyze.measure` (and, for block iteration, by
 :mod:`~napari_anatomics.analyze.evaluate` and :mod:`~napari_anatomics.analyze.proofread`).
 
@@ -30,6 +34,7 @@ import fastremap
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..core.blocks import Block, iter_blocks
 from ..core.volume import Volume, check_voxel_size
 
 #: Voxels per block when an in-memory, zarr or h5py array is read in z-slabs.
@@ -55,12 +60,12 @@ def unwrap(arr: Any, voxel_size: Sequence[float] | None, what: str):
     return arr, voxel_size
 
 
-def blocks(arr: Any) -> Iterator[tuple[Slices, Slices, tuple[int, ...]]]:
-    """Yield (halo slices, inner slices, offset) covering ``arr``.
+def blocks(arr: Any) -> Iterator[Block]:
+    """The blocks covering a (z, y, x) ``arr``, with a halo of one voxel.
 
     Blocks are groups of a dask array's chunks, or z-slabs (of whole zarr/h5py
-    chunks), of about :data:`SLAB_VOXELS` voxels. The halo reaches one voxel beyond the block on
-    each side, except at the stack's faces.
+    chunks), of about :data:`SLAB_VOXELS` voxels. The read box reaches one voxel
+    beyond the block on each side, except at the stack's faces.
     """
     shape = arr.shape
     if isinstance(arr, da.Array):  # whole chunks, grouped up to about SLAB_VOXELS
@@ -69,24 +74,17 @@ def blocks(arr: Any) -> Iterator[tuple[Slices, Slices, tuple[int, ...]]]:
         for ax in (2, 1, 0):
             other = int(np.prod([sizes[k] * groups[k] for k in range(3) if k != ax]))
             groups[ax] = int(np.clip(SLAB_VOXELS // (other * sizes[ax]), 1, len(arr.chunks[ax])))
-        bounds = []
-        for c, g in zip(arr.chunks, groups):
-            edges = np.cumsum((0, *c))
-            bounds.append(np.r_[edges[:-1:g], edges[-1]])
+        block_shape: list = [
+            [sum(c[i : i + g]) for i in range(0, len(c), g)] for c, g in zip(arr.chunks, groups)
+        ]
     else:
         chunks = getattr(arr, "chunks", None)
         per_plane = int(np.prod(shape[1:])) or 1
         step = max(1, SLAB_VOXELS // per_plane)
         if chunks is not None and not isinstance(arr, np.ndarray):  # zarr / h5py
             step = max(1, (step // chunks[0]) * chunks[0]) if chunks[0] <= step else chunks[0]
-        bounds = [np.r_[np.arange(0, shape[0], step), shape[0]], [0, shape[1]], [0, shape[2]]]
-    for z0, z1 in zip(bounds[0][:-1], bounds[0][1:]):
-        for y0, y1 in zip(bounds[1][:-1], bounds[1][1:]):
-            for x0, x1 in zip(bounds[2][:-1], bounds[2][1:]):
-                lo, hi = (int(z0), int(y0), int(x0)), (int(z1), int(y1), int(x1))
-                inner = tuple(slice(a, b) for a, b in zip(lo, hi))
-                halo = tuple(slice(max(a - 1, 0), min(b + 1, n)) for a, b, n in zip(lo, hi, shape))
-                yield halo, inner, lo
+        block_shape = [step, max(shape[1], 1), max(shape[2], 1)]
+    return iter_blocks(shape, block_shape, halo=1)
 
 
 def read(arr: Any, slices: Slices) -> np.ndarray:
@@ -115,13 +113,15 @@ def check_labels(block: np.ndarray) -> np.ndarray:
 
 def block_stats(
     halo: np.ndarray,
-    inner: Slices,
-    offset: tuple[int, ...],
+    block: Block,
     image: np.ndarray | None,
     semantic: np.ndarray | None,
     surface: bool = True,
 ) -> dict[str, np.ndarray]:
     """Partial sums of one block, keyed by global id.
+
+    ``halo`` is the labels of the block's read box; ``image`` and ``semantic`` (if
+    given) cover its write box.
 
     Keys: ``id``, ``voxels``, ``lo``/``hi`` (bbox, end exclusive), ``csum``
     (coordinate sums), ``face_id``/``faces`` (boundary faces per axis),
@@ -130,19 +130,18 @@ def block_stats(
     without ``surface``.
     """
     halo = check_labels(halo)
-    pad = tuple(s.start - max(s.start - 1, 0) for s in inner)
-    core = tuple(slice(p, p + s.stop - s.start) for p, s in zip(pad, inner))
-    block = halo[core]
-    hi = int(block.max()) if block.size else 0
-    if hi < block.size:
-        local, gid = (block.view(np.int64) if block.dtype == np.uint64 else block), None
+    pad, offset = tuple(s.start for s in block.inner), block.offset
+    core = halo[block.inner]
+    hi = int(core.max()) if core.size else 0
+    if hi < core.size:
+        local, gid = (core.view(np.int64) if core.dtype == np.uint64 else core), None
     else:
-        local, mapping = fastremap.renumber(np.ascontiguousarray(block), preserve_zero=True)
+        local, mapping = fastremap.renumber(np.ascontiguousarray(core), preserve_zero=True)
         gid = np.zeros(len(mapping), dtype=np.uint64)
         for old, new in mapping.items():
             gid[new] = old
     n_objects = hi if gid is None else len(gid) - 1  # an upper bound
-    if n_objects * VOXELS_PER_OBJECT < block.size:
+    if n_objects * VOXELS_PER_OBJECT < core.size:
         return _by_object(halo, pad, local, gid, offset, image, semantic, surface)
     n = hi + 1 if gid is None else len(gid)
     return _by_voxel(halo, pad, local, n, gid, offset, image, semantic, surface)

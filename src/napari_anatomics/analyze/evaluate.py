@@ -108,7 +108,7 @@ def contingency(pred: Any, gt: Any) -> Contingency:
             "evaluate labels of the same stack (resample or crop one of them)"
         )
     keys, counts = [], []
-    for _, inner, _ in _blocks(gt):
+    for inner in (block.write for block in _blocks(gt)):
         g = _check_labels(_read(gt, inner))
         p = _check_labels(_read(pred, inner))
         gmax = int(g.max()) if g.size else 0

@@ -2,9 +2,10 @@
 
 Everything is computed in **one pass** over the labels: the array is read block
 by block (z-slabs of an in-memory, zarr or h5py array, or groups of a dask
-array's chunks; see :mod:`napari_anatomics.analyze.blockstats`), each block yields
-partial sums keyed by instance id (voxel counts, bounding boxes, coordinate
-sums, boundary faces, intensity sums) and the partials are reduced by id. A
+array's chunks; see :mod:`napari_anatomics.analyze.blockstats`; run by
+:func:`napari_anatomics.core.blocks.run_blocks`), each block yields partial sums
+keyed by id (voxel counts, bounding boxes, coordinate sums, boundary faces,
+intensity sums) and the partials are reduced by id. A
 block is summed either vectorised (runs of equal values along x plus shifted
 compares: many small objects) or object by object inside each bounding box
 (``scipy.ndimage.find_objects``: few large objects), with identical results.
@@ -25,7 +26,6 @@ Stack-border faces count, so an object cut by the border has a closed surface.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ import fastremap
 import numpy as np
 import pandas as pd
 
-from ..core.progress import Cancelled, CancelToken, Job, Progress, run_job
+from ..core.blocks import Block, run_blocks
+from ..core.files import atomic_path
+from ..core.progress import Cancelled, CancelToken, Job, run_job
 from . import blockstats as _bs
 
 _AXES = ("z", "y", "x")
@@ -123,7 +125,7 @@ def measure_job(
     surface: bool = True,
     cancel: CancelToken | None = None,
 ) -> Job[pd.DataFrame]:
-    """Generator version of :func:`measure`: yields one :class:`Progress` per block.
+    """Generator version of :func:`measure`: yields one ``Progress`` per block.
 
     Raises
     ------
@@ -143,19 +145,22 @@ def measure_job(
             lookup = np.asarray(classes)
         else:
             semantic = _as_3d(_bs.unwrap(classes, None, "classes")[0], labels.shape)
-    blocks = list(_bs.blocks(labels))
-    parts: list[dict[str, np.ndarray]] = []
-    for i, (halo, inner, offset) in enumerate(blocks):
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("measurement cancelled")
-        halo_np = _bs.read(labels, halo)
-        img = None if image is None else _bs.read(image, inner)
-        sem = None if semantic is None else _bs.read(semantic, inner)
-        parts.append(_bs.block_stats(halo_np, inner, offset, img, sem, surface))
-        yield Progress(i + 1, len(blocks), f"block {i + 1}/{len(blocks)}")
+    run = yield from run_blocks(
+        _bs.blocks(labels), _block_part, args=(labels, image, semantic, surface), cancel=cancel
+    )
+    if run.cancelled:
+        raise Cancelled("measurement cancelled")
+    parts = list(run.results.values())
     table = _reduce(parts, labels.shape, voxel_size, image is not None, surface)
     _attach_classes(table, parts, classes, lookup, semantic, class_names)
     return table
+
+
+def _block_part(block: Block, labels, image, semantic, surface: bool) -> dict[str, np.ndarray]:
+    """The partial sums of one block (:func:`~.blockstats.block_stats`)."""
+    img = None if image is None else _bs.read(image, block.write)
+    sem = None if semantic is None else _bs.read(semantic, block.write)
+    return _bs.block_stats(_bs.read(labels, block.read), block, img, sem, surface)
 
 
 def summarize(
@@ -218,16 +223,19 @@ def write_csv(
     ``# source: labels.tif``, then a normal CSV header. Read it back with
     ``pandas.read_csv(path, comment="#")``; spreadsheet programs show the
     comment lines as the first rows. The file is written to a temporary name in
-    the same folder and renamed when complete.
+    the same folder and renamed when complete
+    (:func:`~napari_anatomics.core.files.atomic_path`); an existing file is replaced.
 
     Returns
     -------
     Path
         The written file.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder does not exist.
     """
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
     z, y, x = (float(v) for v in voxel_size)
     header = [
         "# napari-anatomics measurements",
@@ -235,16 +243,11 @@ def write_csv(
         f"# source: {source or 'unknown'}",
         "# bbox end columns are exclusive; centroids in voxels (z,y,x) and micrometres",
     ]
+    path = Path(path)
     # A unique name next to the target, created with the usual permissions (umask).
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", newline="") as fh:
-            fh.write("\n".join(header) + "\n")
-            table.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, overwrite=True) as tmp, open(tmp, "x", newline="") as fh:
+        fh.write("\n".join(header) + "\n")
+        table.to_csv(fh, index=False)
     return path
 
 
@@ -364,8 +367,9 @@ def index_instances(labels: Any, ids: Sequence[int] | None = None) -> pd.DataFra
     labels, _ = _bs.unwrap(labels, None, "labels")
     wanted = None if ids is None else np.unique(np.asarray(list(ids), dtype=np.uint64))
     parts = []
-    for _, inner, offset in _bs.blocks(labels):
-        block = _bs.check_labels(_bs.read(labels, inner))
+    for box in _bs.blocks(labels):
+        offset = box.offset
+        block = _bs.check_labels(_bs.read(labels, box.write))
         if wanted is not None:
             block = np.where(np.isin(block, wanted), block, 0)
         local, mapping = fastremap.renumber(block, in_place=False, preserve_zero=True)

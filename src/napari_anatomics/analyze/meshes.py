@@ -18,7 +18,6 @@ spare the coarse z of SBFSEM stacks), and the spacing grows accordingly.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from scipy import ndimage as ndi
 from scipy import sparse
 from skimage.measure import marching_cubes
 
+from ..core.files import atomic_path
 from ..core.progress import Cancelled, CancelToken, Job, Progress, run_job
 from .blockstats import unwrap as _unwrap
 from .measure import index_instances
@@ -244,7 +244,8 @@ def export(labels: Any, out_dir: str | os.PathLike, voxel_size=None, **kwargs) -
 def write_ply(path: str | os.PathLike, mesh: Mesh, *, color: bool = True) -> Path:
     """Write a binary little-endian .ply (x, y, z float32 in µm, id, colour, faces).
 
-    Written to a temporary file and renamed when complete.
+    Written to a temporary file and renamed when complete
+    (:func:`~napari_anatomics.core.files.atomic_path`); an existing file is replaced.
     """
     path = Path(path)
     n, m = len(mesh.vertices), len(mesh.faces)
@@ -271,16 +272,10 @@ def write_ply(path: str | os.PathLike, mesh: Mesh, *, color: bool = True) -> Pat
     face = np.empty(m, dtype=[("n", "u1"), ("v", "<i4", (3,))])
     face["n"], face["v"] = 3, mesh.faces
     # A unique name next to the target, created with the usual permissions (umask).
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(("\n".join(header) + "\n").encode("ascii"))
-            fh.write(vert.tobytes())
-            fh.write(face.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, overwrite=True) as tmp, open(tmp, "xb") as fh:
+        fh.write(("\n".join(header) + "\n").encode("ascii"))
+        fh.write(vert.tobytes())
+        fh.write(face.tobytes())
     return path
 
 

@@ -304,7 +304,7 @@ def _paint(
 def _present_ids(labels: Any) -> np.ndarray:
     if isinstance(labels, np.ndarray):
         return np.asarray(fastremap.unique(labels))
-    found = [fastremap.unique(np.asarray(labels[inner])) for _, inner, _ in _blocks(labels)]
+    found = [fastremap.unique(np.asarray(labels[b.write])) for b in _blocks(labels)]
     return np.unique(np.concatenate(found)) if found else np.zeros(0, labels.dtype)
 
 
@@ -315,6 +315,6 @@ def _remap(labels: Any, mapping: Mapping[int, int]) -> None:
         else:
             labels[...] = fastremap.remap(labels, mapping, preserve_missing_labels=True)
         return
-    for _, inner, _ in _blocks(labels):
+    for inner in (b.write for b in _blocks(labels)):
         block = np.asarray(labels[inner])
         labels[inner] = fastremap.remap(block, mapping, preserve_missing_labels=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core.files import check_target
 from ..core.volume import format_voxel_size
 from ..datacheck.checks import check
 from ..io.combine import combine_slices
 from ..io.outputs import check_writable
 from ..io.read import open_volume
 from ..io.slices import list_slices
-from ..io.write import check_target
 from ._common import add_voxel_size, run_with_bar, triple
 
 
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=triple,
         default=None,
         metavar="Z,Y,X",
-        help="chunk shape of .zarr/.h5 output (default 16,256,256)",
+        help="chunk shape of .zarr/.h5 output (default 32,256,256)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_voxel_size(p)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 
+from ..core.files import atomic_path, staged_folder
 from ..core.volume import Volume, format_voxel_size
-from ..io.outputs import check_new_file, check_output_folder, check_writable, staged_folder
+from ..io.outputs import check_new_file, check_output_folder, check_writable
 from ..io.read import open_volume, require_3d, require_labels
 from ._common import add_overwrite, add_voxel_size, ranged, run_with_bar
 
@@ -231,7 +230,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         data = result.to_dict()
         data["pred"], data["gt"] = pred.source, gt.source
         data["voxel_size_nm_xyz"] = list(reversed(pred.voxel_size))
-        write_text_atomic(out, json.dumps(data, indent=2))
+        with atomic_path(out, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(data, indent=2))
         print(f"wrote {out}")
     return 0
 
@@ -258,14 +258,3 @@ def _mesh(args: argparse.Namespace) -> int:
     replaced = f", replacing {len(earlier)} earlier file(s)" if earlier else ""
     print(f"wrote {len(files)} .ply file(s) to {out}{replaced} (coordinates in micrometres)")
     return 0
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary name next to ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -7,9 +7,11 @@
   edited in an output is left alone (``anatomics predict`` keeps the labels of
   an earlier run; see :mod:`napari_anatomics.cli._predict`).
 * An output goes into a place of its own: a prediction into a new zarr group
-  or an earlier prediction (:func:`check_prediction_output`), a model into a
-  new folder or the model it continues (:func:`check_train_output`), never in
-  among a user's other files.
+  or an earlier prediction (:func:`~napari_anatomics.predict.outputs.check_prediction_output`),
+  a model into a new folder or the model it continues
+  (:func:`~napari_anatomics.train.outputs.check_train_output`), never in among a
+  user's other files; a set of files replaces an earlier set all at once
+  (:func:`~napari_anatomics.core.files.staged_folder`).
 * Writability and free space are checked before the work, not after
   (:func:`check_writable`); an operating-system error met anyway is told in
   words with the path and the fix (:func:`describe_os_error`).
@@ -21,24 +23,15 @@ Every refusal is one line that names the path, what is wrong and the fix.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
 import shutil
 import tempfile
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-#: Files of a model folder (see :mod:`napari_anatomics.models.store`; not imported: torch).
-MODEL_FILES = ("config.json", "weights.pt", "checkpoint.pt", "history.csv")
-#: Free space a model folder needs (weights, a checkpoint with optimizer state, history).
-MODEL_BYTES = 64 * 2**20
-#: Members of a prediction group written by ``predict`` / ``postprocess``.
-PREDICTION_MEMBERS = ("probabilities", "labels")
-#: Files that mesh and point-cloud exports write (:func:`~.geometry.export_meshes`).
+#: Files that mesh and point-cloud exports write (``analyze.meshes.export_meshes``).
 MESH_PATTERNS = ("mesh_*.ply", "points_*.ply", "meshes.ply", "points.ply")
 #: How the command line asks for a replacement; panels pass their own words.
 OVERWRITE_HINT = "add --overwrite to replace it"
@@ -56,7 +49,7 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def _named(option: str) -> str:
+def option_prefix(option: str) -> str:
     """``"--csv "`` to put before a path in a message (nothing when no option is named)."""
     return f"{option} " if option else ""
 
@@ -212,16 +205,17 @@ def check_new_file(
     path = Path(path)
     if path.is_dir():
         raise OutputError(
-            f"{_named(option)}{path}: is a folder; give a file name, e.g. {path / example}"
+            f"{option_prefix(option)}{path}: is a folder; give a file name, e.g. {path / example}"
         )
     if not path.parent.is_dir():
         raise OutputError(
-            f"{_named(option)}{path}: the folder {path.parent} does not exist; create it first "
-            "or check the path"
+            f"{option_prefix(option)}{path}: the folder {path.parent} does not exist; create it "
+            "first or check the path"
         )
     if path.exists() and not overwrite:
         raise FileExistsError(
-            f"{_named(option)}{path}: already exists and is kept; choose another name, or {hint}"
+            f"{option_prefix(option)}{path}: already exists and is kept; choose another name, "
+            f"or {hint}"
         )
     return path
 
@@ -240,8 +234,8 @@ def check_output_folder(
     unless ``overwrite``: earlier exports would mix with the new ones, or the
     new files would land among the user's own. With ``overwrite`` the files
     matching ``patterns`` (earlier exports) are returned, to be replaced by
-    :func:`staged_folder` once the new files are complete; other files are
-    never touched.
+    :func:`~napari_anatomics.core.files.staged_folder` once the new files are
+    complete; other files are never touched.
 
     Parameters
     ----------
@@ -268,7 +262,9 @@ def check_output_folder(
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{_named(option)}{folder}: is a file, not a folder; give a folder name")
+        raise OutputError(
+            f"{option_prefix(option)}{folder}: is a file, not a folder; give a folder name"
+        )
     if not folder.is_dir():
         return []
     entries = [p for p in folder.iterdir() if not p.name.startswith(".anatomics-")]
@@ -276,216 +272,10 @@ def check_output_folder(
     if entries and not overwrite:
         what = f"{len(earlier)} earlier export file(s)" if earlier else f"{len(entries)} file(s)"
         raise FileExistsError(
-            f"{_named(option)}{folder}: already holds {what}, which are kept; choose a new or "
-            f"empty folder, or {hint} (only earlier exports are replaced)"
+            f"{option_prefix(option)}{folder}: already holds {what}, which are kept; choose a "
+            f"new or empty folder, or {hint} (only earlier exports are replaced)"
         )
     return earlier
-
-
-@contextlib.contextmanager
-def staged_folder(folder: str | os.PathLike, replaces: Iterable[Path] = ()) -> Iterator[Path]:
-    """Write a set of files into a hidden folder; move them into ``folder`` when complete.
-
-    On success the files in ``replaces`` (earlier exports) are removed and the
-    new files moved in, so the folder never holds a mix of old and new, nor
-    half of a new set. On failure or interruption nothing in ``folder``
-    changes, and a ``folder`` this created is removed again.
-
-    Parameters
-    ----------
-    folder : str or PathLike
-        Where the files end up (created if missing).
-    replaces : iterable of Path
-        Earlier files to remove once the new ones are complete.
-
-    Yields
-    ------
-    Path
-        The hidden folder to write into.
-    """
-    folder = Path(folder)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    stage = folder / f".anatomics-tmp-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
-    done = False
-    try:
-        yield stage
-        for old in replaces:
-            old.unlink(missing_ok=True)
-        for new in sorted(stage.iterdir()):
-            os.replace(new, folder / new.name)
-        done = True
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if not done and created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty
-
-
-def moved_out_of_stage(paths: Iterable[Path], stage: Path, folder: Path) -> list[Path]:
-    """Where files written into a :func:`staged_folder` ended up."""
-    return [folder / Path(p).relative_to(stage) for p in paths]
-
-
-def _is_zarr(path: Path) -> bool:
-    return any((path / name).exists() for name in ("zarr.json", ".zgroup", ".zarray"))
-
-
-def check_prediction_output(path: str | os.PathLike, option: str = "--out") -> Path:
-    """Check where a prediction (a zarr group) is about to be written.
-
-    A new name, an empty folder or an earlier prediction (to resume, or to
-    keep its labels) is fine. Refused: a file, a zarr array, a plain folder
-    holding files (the zarr would be written in among them), or a zarr group
-    holding other arrays (an image stack, say) that no prediction wrote.
-
-    Parameters
-    ----------
-    path : str or PathLike
-    option : str
-        How the message names the value.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    OutputError
-    """
-    path = Path(path)
-    fix = f"choose a new name ending in .zarr for {option}"
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{_named(option)}{path}: is a file, not a zarr group; {fix}")
-    if not path.is_dir():
-        return path
-    entries = [p.name for p in path.iterdir()]
-    if not entries:
-        return path
-    if not _is_zarr(path):
-        raise OutputError(
-            f"{_named(option)}{path}: is a folder holding {len(entries)} other file(s), not a "
-            f"prediction; the zarr would be written in among them: {fix}"
-        )
-    if (path / ".zarray").exists() or _zarr_node_type(path) == "array":
-        raise OutputError(f"{_named(option)}{path}: is a zarr array, not a group; {fix}")
-    ours = {*PREDICTION_MEMBERS, "zarr.json", ".zgroup", ".zattrs"}
-    foreign = [n for n in entries if n not in ours and not n.startswith(".")]
-    if foreign and not _is_prediction(path):
-        raise OutputError(
-            f"{_named(option)}{path}: holds other data ({', '.join(sorted(foreign)[:3])}) that no "
-            f"prediction wrote; {fix}"
-        )
-    return path
-
-
-def _zarr_node_type(path: Path) -> str | None:
-    import json
-
-    meta = path / "zarr.json"
-    if not meta.is_file():
-        return None
-    try:
-        return json.loads(meta.read_text()).get("node_type")
-    except (OSError, ValueError):
-        return None
-
-
-def _is_prediction(path: Path) -> bool:
-    import zarr
-
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception:  # unreadable: not ours
-        return False
-    return "prediction" in group.attrs or any(m in group for m in PREDICTION_MEMBERS)
-
-
-def check_train_output(
-    out: str | os.PathLike,
-    *,
-    resume: bool = False,
-    image: Any = None,
-    labels: Any = None,
-) -> Path:
-    """Check the model folder a training run is about to write, before any work.
-
-    A new name, an empty folder or (with ``resume``) the model being
-    continued is fine. Refused: a file; a folder holding files that is not a
-    model folder (the model would be written in among them); resuming a
-    folder with no model; resuming a model trained on other data (the shape
-    or the file names differ from those recorded in its ``config.json``),
-    which would silently continue on the wrong stack: ``--init-from``
-    fine-tunes a model on new data. The folder must be writable with room for
-    a model (:func:`check_writable`).
-
-    Parameters
-    ----------
-    out : str or PathLike
-        The model folder (``anatomics train --out``).
-    resume : bool
-        The run continues the model in ``out``.
-    image, labels : Volume, optional
-        The training data, compared with what the model was trained on.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    OutputError
-        Naming the folder, what is wrong and the fix.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(
-            f"--out {out}: is a file; the model is a folder: choose a new folder name"
-        )
-    entries = [p.name for p in out.iterdir()] if out.is_dir() else []
-    is_model = any(name in entries for name in MODEL_FILES)
-    if entries and not is_model:
-        raise OutputError(
-            f"--out {out}: is a folder holding {len(entries)} other file(s), not a model; "
-            "the model would be written in among them: choose a new folder name (train "
-            "creates it)"
-        )
-    if resume and not is_model:
-        raise OutputError(
-            f"--resume: {out} holds no model to continue; check the folder, or train a new "
-            "model without --resume"
-        )
-    if resume and (out / "config.json").is_file():
-        _check_same_data(out, image, labels)
-    check_writable(out, MODEL_BYTES)
-    return out
-
-
-def _check_same_data(out: Path, image: Any, labels: Any) -> None:
-    from ..models.config import ModelConfig
-
-    recorded = ModelConfig.load(out).data or {}
-    fix = (
-        f"resume with the same --images and --labels, or train a new model on this data "
-        f"with --init-from {out} (fine-tuning)"
-    )
-    shape = recorded.get("shape")
-    if image is not None and shape is not None and list(image.shape) != list(shape):
-        raise OutputError(
-            f"--resume: {out} was trained on a stack of shape {tuple(shape)}, these images "
-            f"are {tuple(image.shape)}; {fix}"
-        )
-    for what, volume in (("images", image), ("labels", labels)):
-        before = recorded.get("image" if what == "images" else "labels")
-        now = getattr(volume, "source", None)
-        if before and now and _file_name(before) != _file_name(now):
-            raise OutputError(f"--resume: {out} was trained on {what} {before}, not {now}; {fix}")
-
-
-def _file_name(source: str) -> str:
-    """A source's file name (and key), which survives moving the data to another folder."""
-    return Path(str(source).rstrip("/")).name
 
 
 #: Names Windows reserves for devices, whatever the extension.

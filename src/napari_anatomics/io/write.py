@@ -4,7 +4,7 @@ Every writer streams: the source (a dask or numpy array) is computed one
 z-slab at a time, so memory holds one slab (chunk depth x y x x), not the
 stack. Each writer first writes to a hidden temporary name next to the target
 and renames it when complete, so an interrupted write never leaves a
-half-written file under the real name.
+half-written file under the real name (:func:`~napari_anatomics.core.files.atomic_path`).
 
 The voxel size (z, y, x nm) is stored with the data: zarr and h5 attribute
 ``voxel_size_nm`` (h5 also ``element_size_um``), ImageJ or OME metadata in TIFF;
@@ -17,11 +17,8 @@ as a plain function (``write_*``) that runs the job.
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
 import threading
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +27,13 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..core.blocks import DEFAULT_CHUNKS
+from ..core.files import atomic_path
 from ..core.progress import Job, Progress, run_job
 from ..core.volume import check_voxel_size
 
-#: Default chunk shape (z, y, x) of written zarr / h5 arrays.
-DEFAULT_CHUNKS: tuple[int, int, int] = (16, 256, 256)
-#: With default chunks, the chunk depth shrinks so one z-slab stays under this size.
+#: With default chunks (``core.blocks.DEFAULT_CHUNKS``), the chunk depth shrinks so one
+#: z-slab stays under this size.
 MAX_SLAB_BYTES = 256 * 2**20
 
 
@@ -61,7 +59,8 @@ def write_zarr(
         Write into this array path inside a zarr group (created if missing);
         other arrays of the group are kept.
     chunks : sequence of int, optional
-        Chunk shape; default :data:`DEFAULT_CHUNKS` clipped to the shape.
+        Chunk shape; default :data:`~napari_anatomics.core.blocks.DEFAULT_CHUNKS`
+        clipped to the shape.
     voxel_size : sequence of 3 float, optional
         (z, y, x) nm, stored as attribute ``voxel_size_nm``.
     attrs : mapping, optional
@@ -103,44 +102,28 @@ def write_zarr_job(
 
     data = da.asarray(data)
     chunks = _chunks(data, chunks)
-    path = Path(path)
+    path, group = Path(path), None
+    final, result = path, str(path)
     if component:
         component = component.strip("/")
-        parent, _, leaf = component.rpartition("/")
+        parent = component.rpartition("/")[0]
         group = zarr.open_group(str(path), mode="a")
         if parent:
             group = group.require_group(parent)
-        final = path / component
-        tmp = final.parent / f".{leaf}.tmp-{uuid.uuid4().hex[:8]}"
-        check_target(final, overwrite)
-
-        def create(**kwargs):
-            return group.create_array(name=tmp.name, **kwargs)
-
-        result = f"{path}:{component}"
-    else:
-        final, result = path, str(path)
-        check_target(final, overwrite)
-        tmp = _tmp_name(final)
-
-        def create(**kwargs):
-            return zarr.create_array(store=str(tmp), **kwargs)
-
-    done = False
-    try:
-        array = create(
-            shape=data.shape,
-            chunks=chunks,
-            dtype=data.dtype,
-            compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
-            attributes=_attrs(voxel_size, attrs),
-        )
+        final, result = path / component, f"{path}:{component}"
+    with atomic_path(final, overwrite=overwrite) as tmp:
+        spec = {
+            "shape": data.shape,
+            "chunks": chunks,
+            "dtype": data.dtype,
+            "compressors": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+            "attributes": _attrs(voxel_size, attrs),
+        }
+        if group is None:
+            array = zarr.create_array(store=str(tmp), **spec)
+        else:  # inside the group, next to its final name
+            array = group.create_array(name=tmp.name, **spec)
         yield from _stream(data, chunks[0], array.__setitem__)
-        _swap(tmp, final)
-        done = True
-    finally:
-        if not done:
-            shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
@@ -188,30 +171,21 @@ def write_h5_job(
     data = da.asarray(data)
     chunks = _chunks(data, chunks)
     final = Path(path)
-    check_target(final, overwrite)
-    tmp = _tmp_name(final)
-    done = False
-    try:
-        with h5py.File(tmp, "w") as handle:
-            dset = handle.create_dataset(
-                key,
-                shape=data.shape,
-                dtype=data.dtype,
-                chunks=chunks,
-                compression="gzip",
-                compression_opts=4,
-                shuffle=True,
-            )
-            for name, value in _attrs(voxel_size, attrs).items():
-                dset.attrs[name] = value
-            if voxel_size is not None:
-                dset.attrs["element_size_um"] = [float(v) / 1e3 for v in voxel_size]
-            yield from _stream(data, chunks[0], dset.__setitem__)
-        _swap(tmp, final)
-        done = True
-    finally:
-        if not done:
-            tmp.unlink(missing_ok=True)
+    with atomic_path(final, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as handle:
+        dset = handle.create_dataset(
+            key,
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=chunks,
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+        for name, value in _attrs(voxel_size, attrs).items():
+            dset.attrs[name] = value
+        if voxel_size is not None:
+            dset.attrs["element_size_um"] = [float(v) / 1e3 for v in voxel_size]
+        yield from _stream(data, chunks[0], dset.__setitem__)
     return f"{final}:{key}"
 
 
@@ -248,8 +222,6 @@ def write_tif_job(
 
     data = da.asarray(data)
     final = Path(path)
-    check_target(final, overwrite)
-    tmp = _tmp_name(final)
     imagej = data.dtype in (np.uint8, np.uint16, np.float32) and data.nbytes < 2**31
     kwargs: dict[str, Any] = {
         "compression": compression,
@@ -276,7 +248,7 @@ def write_tif_job(
         while (page := pages.get()) is not None:
             yield page
 
-    def writer() -> None:
+    def writer(tmp: Path) -> None:
         try:
             with tifffile.TiffWriter(
                 tmp, imagej=imagej, ome=not imagej, bigtiff=data.nbytes >= 2**31
@@ -285,36 +257,41 @@ def write_tif_job(
         except BaseException as err:  # reported in the job's thread
             errors.append(err)
 
-    thread = threading.Thread(target=writer, name="anatomics-tif-writer", daemon=True)
-    thread.start()
-
     def put(block_start: Any, block: np.ndarray) -> None:
         for page in block if data.ndim == 3 else [block]:
             _put(pages, np.ascontiguousarray(page), thread)
 
-    done = False
-    try:
-        yield from _stream(data, 1 if data.ndim == 3 else None, put)
-        _put(pages, None, thread)
-        thread.join()
+    with atomic_path(final, overwrite=overwrite) as tmp:
+        thread = threading.Thread(
+            target=writer, args=(tmp,), name="anatomics-tif-writer", daemon=True
+        )
+        thread.start()
+        try:
+            yield from _stream(data, 1 if data.ndim == 3 else None, put)
+        finally:  # the end of the pages (early, when stopped: the writer then fails)
+            _put(pages, None, thread)
+            thread.join()
         if errors:
             raise errors[0]
-        _swap(tmp, final)
-        done = True
-    finally:
-        if not done:
-            if thread.is_alive():
-                _put(pages, None, thread)
-                thread.join()
-            tmp.unlink(missing_ok=True)
     return str(final)
 
 
 def write_volume_job(
-    data: Any, path: str | Path, *, chunks: Sequence[int] | None = None, **kwargs: Any
+    data: Any,
+    path: str | Path,
+    *,
+    chunks: Sequence[int] | None = None,
+    labels: bool = False,
+    **kwargs: Any,
 ) -> Job[str]:
-    """Pick the writer job from ``path``'s extension (.zarr, .tif/.tiff, .h5/.hdf5)."""
+    """Pick the writer job from ``path``'s extension (.ome.zarr, .zarr, .tif/.tiff, .h5/.hdf5).
+
+    ``labels`` matters for OME-Zarr only (a subsampled pyramid and ``image-label``
+    metadata, see :mod:`~napari_anatomics.io.omezarr`).
+    """
     suffix = Path(path).suffix.lower()
+    if Path(path).name.lower().endswith(".ome.zarr"):
+        return _ome_zarr_job(data, path, chunks=chunks, labels=labels, **kwargs)
     if suffix == ".zarr":
         return write_zarr_job(data, path, chunks=chunks, **kwargs)
     if suffix in (".h5", ".hdf5"):
@@ -323,8 +300,16 @@ def write_volume_job(
         return write_tif_job(data, path, **kwargs)
     raise ValueError(
         f"{path}: unsupported output type {suffix or '(none)'!r}; end the name with "
-        ".zarr, .tif or .h5"
+        ".ome.zarr, .zarr, .tif or .h5"
     )
+
+
+def _ome_zarr_job(data: Any, path: str | Path, **kwargs: Any) -> Job[str]:
+    from .omezarr import write_ome_zarr_job
+
+    kwargs.pop("attrs", None)  # OME-Zarr carries its own metadata
+    written = yield from write_ome_zarr_job(data, path, **kwargs)
+    return str(written)
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -413,50 +398,3 @@ def _put(pages: queue.Queue, item: Any, thread: threading.Thread) -> None:
             return
         except queue.Full:
             continue
-
-
-def _tmp_name(final: Path) -> Path:
-    return final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-
-
-def check_target(final: Path, overwrite: bool) -> None:
-    """Refuse to write ``final`` where that would lose something, before any work.
-
-    Its folder must exist; an existing ``final`` is replaced only with
-    ``overwrite``, and never when it is a folder holding files that no writer
-    made (not a zarr store): "overwrite" replaces an earlier output, not a
-    folder of someone's files.
-
-    Raises
-    ------
-    FileNotFoundError, FileExistsError
-        Naming the path and the fix.
-    """
-    if not final.parent.exists():
-        raise FileNotFoundError(f"{final.parent}: folder does not exist; create it first")
-    if final.exists() and not overwrite:
-        raise FileExistsError(f"{final}: already exists; choose another name or overwrite it")
-    if (
-        final.is_dir()
-        and any(final.iterdir())
-        and not any((final / name).exists() for name in ("zarr.json", ".zarray", ".zgroup"))
-    ):
-        # "overwrite" replaces an earlier output, never a folder of someone's files
-        raise FileExistsError(
-            f"{final}: is a folder that holds no earlier output and is kept; choose "
-            "another name"
-        )
-
-
-def _swap(tmp: Path, final: Path) -> None:
-    """Move the finished ``tmp`` to ``final``, replacing an old ``final`` last."""
-    if final.exists():
-        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            trash.unlink(missing_ok=True)
-    else:
-        os.replace(tmp, final)

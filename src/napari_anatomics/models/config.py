@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..core.files import atomic_path
+
 Task = Literal["semantic", "instance"]
 CONFIG_NAME = "config.json"
 
@@ -112,9 +114,8 @@ class ModelConfig:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / CONFIG_NAME
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_jsonable))
-        tmp.replace(path)
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_jsonable))
         return path
 
     @classmethod

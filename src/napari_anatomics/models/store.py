@@ -8,7 +8,6 @@ files travel between labs and must never run code) and ``history.csv``.
 from __future__ import annotations
 
 import csv
-import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..core.files import atomic_path
 from ..core.numerics import non_finite_tensors
 from . import build_network, run_network
 from .config import ModelConfig
@@ -77,9 +77,8 @@ class ModelInfo:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, overwrite=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def _safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
@@ -175,12 +174,11 @@ def save_model(
         )
     _atomic_torch_save(state, folder / WEIGHTS_NAME)
     config.save(folder)
-    tmp = folder / (HISTORY_NAME + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    history_path = folder / HISTORY_NAME
+    with atomic_path(history_path, overwrite=True) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, folder / HISTORY_NAME)
     return folder
 
 

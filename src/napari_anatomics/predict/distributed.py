@@ -1,8 +1,10 @@
 """Run a tiled prediction's regions on a dask.distributed cluster.
 
-Every region of a :class:`~napari_anatomics.predict.tiling.TilePlan` is independent
-and covers whole output chunks, so workers predict and write regions of the
-same zarr array without coordination. Each worker process loads the model
+Every region of a :class:`~napari_anatomics.predict.tiling.TilePlan` is a
+:class:`~napari_anatomics.core.blocks.Block` that covers whole output chunks, so
+workers predict and write regions of the same zarr array without coordination:
+the regions go through the blockwise engine's
+:class:`~napari_anatomics.core.blocks.DaskExecutor`. Each worker process loads the model
 once: from its model folder when it has one (workers must see the folder,
 e.g. on a shared file system), otherwise from one broadcast copy of the
 network. The client only records which regions are done (for resuming).
@@ -20,9 +22,11 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
+from ..core.blocks import Block, DaskExecutor
 from ..core.progress import run_job
 from ..core.volume import Volume
 from ..models.store import TrainedModel
+from .outputs import write_region
 from .region import RegionPredictor
 
 #: Models loaded by this worker process, keyed by model folder.
@@ -84,7 +88,7 @@ def predict_regions(
     array_path : str
         The zarr array (C, Z, Y, X) to write into.
     regions : sequence of int
-        Indices into ``predictor.plan.regions``.
+        Indices into ``predictor.plan.regions`` (the plan's blocks).
     output : {"uint8", "float16"}
         Storage dtype.
     scheduler : str, optional
@@ -98,7 +102,7 @@ def predict_regions(
     workers : int, optional
         Number of local worker processes when no scheduler is given.
     """
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
 
     cluster = None
     if scheduler is not None:
@@ -113,7 +117,6 @@ def predict_regions(
             dashboard_address=None,
         )
         client = Client(cluster)
-    futures = []
     try:
         spec = _model_spec(model, client)
         source = client.scatter(_Source(image), broadcast=True)
@@ -125,15 +128,16 @@ def predict_regions(
             predictor.precision,
             output,
         )
-        futures = [
-            client.submit(_run_region, spec, source, settings, array_path, i, pure=False)
-            for i in regions
-        ]
-        for future in as_completed(futures):
-            yield future.result()
+        blocks = [predictor.plan.blocks[i] for i in regions]
+        finished = DaskExecutor(client).map(
+            _run_region, blocks, (spec, source, settings, array_path)
+        )
+        try:
+            for block, _ in finished:
+                yield block.index
+        finally:
+            finished.close()  # cancels the regions not yet written
     finally:
-        for future in futures:
-            future.cancel()
         client.close()
         if cluster is not None:
             cluster.close()
@@ -175,17 +179,14 @@ def _set_worker_threads() -> None:
         pass
 
 
-def _run_region(spec, source: _Source, settings, array_path: str, index: int) -> int:
+def _run_region(block: Block, spec, source: _Source, settings, array_path: str) -> None:
+    """Predict and write one region on a worker."""
     import zarr
-
-    from .tiled import write_region
 
     plan, tta, tta_mode, batch, precision, output = settings
     model = _worker_model(spec)
     predictor = RegionPredictor(
         model, plan, tta=tta, tta_mode=tta_mode, batch=batch, precision=precision
     )
-    region = plan.regions[index]
-    probs = run_job(predictor.region(source.data, region))
-    write_region(zarr.open_array(array_path, mode="r+"), region, probs, output)
-    return index
+    probs = run_job(predictor.region(source.data, block.write))
+    write_region(zarr.open_array(array_path, mode="r+"), block.write, probs, output)

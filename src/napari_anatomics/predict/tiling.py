@@ -21,10 +21,11 @@ interiors cover every voxel and the blended value of a voxel is the weighted
 mean over *all* tiles that trust it.
 
 Because that mean is defined globally, the stack can be processed region by
-region (a region is a block of output chunks): a region only needs the tiles
-whose interiors touch it, and gives the same values as a single pass over the
-whole stack. Regions are independent, so they can be skipped when already
-written (resume) or run on different workers.
+region (a region is a block of output chunks, a
+:class:`~napari_anatomics.core.blocks.Block` of :func:`~napari_anatomics.core.blocks.iter_blocks`):
+a region only needs the tiles whose interiors touch it, and gives the same values as a
+single pass over the whole stack. Regions are independent, so they can be skipped
+when already written (resume) or run on different workers.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from functools import cache, cached_property
 
 import numpy as np
 
-#: Default output chunk (z, y, x) at full resolution.
-DEFAULT_CHUNKS: tuple[int, int, int] = (32, 256, 256)
+from ..core.blocks import DEFAULT_CHUNKS, Block, axis_slices, iter_blocks
+
 #: Default overlap of neighbouring tiles, as a fraction of the window.
 DEFAULT_OVERLAP = 0.25
 
@@ -114,8 +115,9 @@ class TilePlan:
     downsample : tuple of int
         Full-resolution voxels per model voxel.
     chunks, region : tuple of int
-        Output chunk and processing-region shapes (full resolution); the region
-        is a whole number of chunks.
+        Output chunk (default :data:`~napari_anatomics.core.blocks.DEFAULT_CHUNKS`)
+        and processing-region shapes (full resolution); the region is a whole number
+        of chunks.
     blend : {"gaussian", "linear"}
         Weight profile inside the trusted interior.
     """
@@ -214,16 +216,18 @@ class TilePlan:
         return prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
 
     @cached_property
-    def _axis_regions(self) -> list[list[slice]]:
-        return [
-            [slice(a, min(a + r, s)) for a in range(0, s, r)]
-            for s, r in zip(self.shape, self.region)
-        ]
+    def _axis_regions(self) -> list[tuple[slice, ...]]:
+        return axis_slices(self.shape, self.region)
+
+    @cached_property
+    def blocks(self) -> list[Block]:
+        """Processing regions as blocks (no halo), in C order (x fastest)."""
+        return list(iter_blocks(self.shape, self.region))
 
     @cached_property
     def regions(self) -> list[tuple[slice, slice, slice]]:
-        """Processing regions (full-resolution slices), in raster order (x fastest)."""
-        return [tuple(sl) for sl in itertools.product(*self._axis_regions)]  # type: ignore[misc]
+        """Processing regions (full-resolution slices): the write boxes of :attr:`blocks`."""
+        return [block.write for block in self.blocks]  # type: ignore[misc]
 
     def model_range(self, region: Sequence[slice]) -> list[tuple[int, int]]:
         """Model voxels [start, stop) needed to upsample a full-resolution region."""

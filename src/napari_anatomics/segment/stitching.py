@@ -8,13 +8,14 @@ or corner (per the connectivity). The joins are resolved as a graph
 (scipy's connected components), so the result equals whole-volume
 connected components exactly, with memory bounded by one block plus arrays
 of one number per component. :func:`relabel_blocks` then writes final uint32
-ids: sequential, with objects smaller than ``min_size`` voxels removed.
+ids: sequential, with objects smaller than ``min_size`` voxels removed. Blocks are
+the array's chunks, from :func:`~napari_anatomics.core.blocks.iter_blocks`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cc3d
@@ -22,15 +23,10 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from ..core.blocks import iter_blocks
 from ..core.progress import Job, Progress
 
 Slices = tuple[slice, slice, slice]
-
-
-def block_slices(shape: Sequence[int], block: Sequence[int]) -> list[Slices]:
-    """Blocks of ``block`` voxels (z, y, x) covering ``shape``, in raster order."""
-    ranges = [[slice(a, min(a + b, s)) for a in range(0, s, b)] for s, b in zip(shape, block)]
-    return [tuple(sl) for sl in itertools.product(*ranges)]  # type: ignore[misc]
 
 
 def neighbour_offsets(connectivity: int) -> list[tuple[int, int, int]]:
@@ -93,7 +89,7 @@ def label_blocks(
         One step per block and pass (two passes).
     """
     offsets = neighbour_offsets(connectivity)
-    blocks = block_slices(array.shape, array.chunks)
+    blocks = [block.write for block in iter_blocks(array.shape, array.chunks)]
     total = 2 * len(blocks)
     classes, sizes = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
     next_id = 1
@@ -188,7 +184,7 @@ def sequential_lut(roots: np.ndarray, sizes: np.ndarray, min_size: int = 0) -> n
 
 def relabel_blocks(source, lut: np.ndarray, target, *, cancel=None) -> Job[bool]:
     """Write ``lut[source]`` block by block into ``target`` (same shape and chunks)."""
-    blocks = block_slices(source.shape, target.chunks)
+    blocks = [block.write for block in iter_blocks(source.shape, target.chunks)]
     for step, sl in enumerate(blocks, 1):
         target[sl] = lut[np.asarray(source[sl]).astype(np.intp, copy=False)]
         yield Progress(step, len(blocks), "writing labels")
