@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import importlib
 
+import dask.array as da
 import numpy as np
 import pytest
 import tifffile
 from npe2 import PluginManifest
 
+from napari_anatomics.core.volume import Volume
+from napari_anatomics.io.read import open_volume
 from napari_anatomics.io.samples import SAMPLE_CREDIT, synthetic_sbfsem
 from napari_anatomics.io.write import write_h5, write_zarr
+from napari_anatomics.napari import layers
 from napari_anatomics.napari.io import (
     get_reader,
     write_labels_h5,
     write_labels_tif,
     write_labels_zarr,
 )
+from napari_anatomics.napari.layers import add_volume, layer_volume
 from napari_anatomics.napari.sample_data import chloroplast_sample, synthetic_sample
 
 
@@ -64,6 +69,30 @@ def test_reader_image_and_labels_with_scale(tmp_path):
     for z in range(3):
         tifffile.imwrite(folder / f"s{z + 1}.tif", image[z])
     np.testing.assert_array_equal(np.asarray(_read(folder)[0]), image[:3])
+
+
+def test_reader_and_panels_share_one_volume_to_layer_rule(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    """The reader's layer and the panels' (add_volume) are the same: kind, data, scale."""
+    viewer = make_napari_viewer()
+    labels = np.arange(4 * 6 * 8, dtype=np.uint16).reshape(4, 6, 8) % 5
+    for name, kind in (("cells_seg.h5", "labels"), ("cells.h5", "image")):
+        write_h5(labels, tmp_path / name, key="data", voxel_size=(30, 5, 5))
+        data, kwargs, read_kind = _read(tmp_path / name)
+        np.testing.assert_array_equal(np.asarray(data), labels)
+        layer = add_volume(viewer, open_volume(str(tmp_path / name)))
+        assert read_kind == kind == layer._type_string
+        assert tuple(layer.scale) == kwargs["scale"] == (30.0, 5.0, 5.0)
+        assert layer.metadata == kwargs["metadata"]
+        # paintable labels are in memory, images stay lazy; both read back as the volume
+        assert isinstance(layer.data, np.ndarray) == (kind == "labels")
+        assert layer_volume(layer).voxel_size == (30.0, 5.0, 5.0)
+    # labels too big to paint stay on disk, however they are added
+    monkeypatch.setattr(layers, "PAINTABLE_BYTES", labels.nbytes - 1)
+    big = Volume(da.from_array(labels, chunks=2), source="big_labels.zarr")
+    assert isinstance(add_volume(viewer, big).data, da.Array)
+    assert isinstance(layers.volume_layer_data(big)[0], da.Array)
 
 
 @pytest.mark.parametrize(

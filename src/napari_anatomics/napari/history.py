@@ -1,9 +1,49 @@
-"""Record edits made by the core in a napari Labels layer's own undo history."""
+"""Edits of the core applied to a napari Labels layer, as steps of its own undo history."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import dask.array as da
 import numpy as np
+import pandas as pd
 from napari.layers import Labels
+
+from .layers import layer_array
+
+
+def apply_edit(
+    layer: Labels, operation: str, *args: Any, index: pd.DataFrame | None = None, **kwargs: Any
+):
+    """Run a :mod:`napari_anatomics.analyze.proofread` operation on a layer as one undo step.
+
+    The core changes the layer's array in place (only inside the objects'
+    bounding boxes, taken from ``index`` when given) and returns an
+    :class:`~napari_anatomics.analyze.proofread.Edit`; :func:`record_edit`
+    puts its regions in the layer's own history so napari's undo restores them.
+
+    Raises
+    ------
+    ValueError
+        When the layer's data cannot be edited (not a 3D array in memory or in a
+        zarr file), or the operation refuses its arguments; in one line.
+    """
+    from ..analyze import proofread
+
+    data = layer_array(layer)
+    writable = not isinstance(data, da.Array) and hasattr(data, "__setitem__")
+    if not writable or data.ndim != 3:
+        raise ValueError(
+            "these labels cannot be edited here (a 3D array in memory or in a zarr file is "
+            "needed; labels still being predicted are read-only): wait for Auto-label to "
+            "finish, or save them as .zarr and open that file"
+        )
+    try:
+        edit = getattr(proofread, operation)(data, *args, index=index, **kwargs)
+    except TypeError as err:
+        raise ValueError(str(err)) from err
+    record_edit(layer, edit)
+    return edit
 
 
 def record_edit(layer: Labels, edit) -> None:

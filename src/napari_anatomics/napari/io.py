@@ -1,32 +1,25 @@
 """napari reader and Labels writers (npe2 contributions) over :mod:`napari_anatomics.io.read`.
 
 The reader opens TIFF, HDF5 (``file.h5`` or ``file.h5:key``), zarr / OME-Zarr
-and folders of 2D slices lazily; the voxel size becomes the layer ``scale``
-(nm) so lengths and volumes shown in napari are physical. Data open as a
-Labels layer when they are integers and either the file says so (attribute
-``layer_type: labels``, written by the writers below) or the file name
-contains "label", "seg", "mask", "annot" or "gt"; otherwise as an Image layer.
+and folders of 2D slices lazily, and makes their layers with the one
+Volume -> layer bridge, :func:`napari_anatomics.napari.layers.volume_layer_data`:
+the voxel size becomes the layer ``scale`` (nm) so lengths and volumes shown in
+napari are physical, and integer data open as Labels when the file says so
+(attribute ``layer_type: labels``, written by the writers below) or its name
+contains "label", "seg", "mask", "annot" or "gt"; otherwise as an Image.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.volume import Volume
 from ..io.read import H5_SUFFIXES, TIFF_SUFFIXES, ZARR_SUFFIXES, open_volume, split_key
 from ..io.slices import SLICE_SUFFIXES
 from ..io.write import write_h5, write_tif, write_zarr
-
-LayerData = tuple[Any, dict, str]
-
-_LABEL_NAME = re.compile(r"label|seg|mask|annot|(^|[^a-z])gt([^a-z]|$)", re.IGNORECASE)
-#: Labels up to this size are loaded into memory so they can be painted.
-PAINTABLE_BYTES = 2**30
+from .layers import LayerData, volume_layer_data
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
@@ -52,39 +45,6 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     if isinstance(path, list):
         path = path[0]
     return [volume_layer_data(open_volume(path))]
-
-
-def volume_layer_data(volume: Volume, layer_type: str | None = None) -> LayerData:
-    """A layer data tuple for a :class:`Volume` (scale in nm, voxel size in metadata).
-
-    Parameters
-    ----------
-    layer_type : {"image", "labels"}, optional
-        Default: guessed with :func:`looks_like_labels`.
-    """
-    layer_type = layer_type or ("labels" if looks_like_labels(volume) else "image")
-    data = volume.data
-    if layer_type == "labels" and data.nbytes <= PAINTABLE_BYTES:
-        data = np.asarray(data)
-    meta = {
-        "name": volume.name,
-        "scale": volume.scale,
-        "metadata": {
-            "voxel_size": tuple(volume.voxel_size),
-            "voxel_size_origin": volume.voxel_size_origin,
-            "source": volume.source,
-        },
-    }
-    return data, meta, layer_type
-
-
-def looks_like_labels(volume: Volume) -> bool:
-    """Integer data flagged as labels by the file's attributes or its name."""
-    if not (np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool):
-        return False
-    if volume.metadata.get("layer_type") in ("labels", "image"):
-        return volume.metadata["layer_type"] == "labels"
-    return bool(_LABEL_NAME.search(Path(str(volume.source or volume.name)).name))
 
 
 def _voxel_size(meta: dict, ndim: int) -> tuple[float, float, float] | None:

@@ -1,12 +1,17 @@
-"""Layer pickers and the bridge between napari layers and :class:`Volume`.
+"""Layer pickers and the one bridge between napari layers and :class:`Volume`.
 
-A layer made by napari-anatomics carries its voxel size as ``scale`` (nm,
-(z, y, x)) and in ``metadata["voxel_size"]``; a layer opened by another
+Volume -> layer (:func:`volume_layer_data`, used by the reader and by every
+panel through :func:`add_volume`): the voxel size becomes the layer ``scale``
+(nm, (z, y, x)) and ``metadata["voxel_size"]`` (with its origin and the
+source); a volume opens as Labels when :func:`looks_like_labels` says so, and
+labels up to :data:`PAINTABLE_BYTES` are loaded into memory so they can be
+painted. Layer -> Volume (:func:`layer_volume`): a layer opened by another
 reader has ``scale`` 1 and gets the default voxel size, marked as assumed.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,12 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPush
 from ..core.volume import DEFAULT_VOXEL_SIZE, Volume
 
 NONE_TEXT = "(none)"
+#: Labels up to this size are loaded into memory so they can be painted.
+PAINTABLE_BYTES = 2**30
+#: A layer data tuple of napari: (data, keyword arguments, layer type).
+LayerData = tuple[Any, dict, str]
+
+_LABEL_NAME = re.compile(r"label|seg|mask|annot|(^|[^a-z])gt([^a-z]|$)", re.IGNORECASE)
 
 
 class LayerCombo(QComboBox):
@@ -169,6 +180,20 @@ def layer_volume(layer: Layer) -> Volume:
     )
 
 
+def looks_like_labels(volume: Volume) -> bool:
+    """Integer data flagged as labels by the file's attributes or its name.
+
+    The attribute ``layer_type`` ("labels" or "image", written by the Labels
+    writers) decides; else a file name containing "label", "seg", "mask",
+    "annot" or "gt" does.
+    """
+    if not (np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool):
+        return False
+    if volume.metadata.get("layer_type") in ("labels", "image"):
+        return volume.metadata["layer_type"] == "labels"
+    return bool(_LABEL_NAME.search(Path(str(volume.source or volume.name)).name))
+
+
 def volume_layer_kwargs(volume: Volume, name: str | None = None) -> dict[str, Any]:
     """Keyword arguments for ``viewer.add_image/add_labels`` from a Volume."""
     return {
@@ -182,20 +207,43 @@ def volume_layer_kwargs(volume: Volume, name: str | None = None) -> dict[str, An
     }
 
 
-def add_volume(viewer, volume: Volume, kind: str = "image", **kwargs: Any) -> Layer:
-    """Add a Volume as an image or labels layer with its physical scale.
+def volume_layer_data(volume: Volume, kind: str | None = None) -> LayerData:
+    """The layer data tuple of a Volume: the one rule for image vs labels and their data.
 
     Parameters
     ----------
-    kind : {"image", "labels"}
-        Labels volumes are loaded into memory so they can be painted.
+    volume : Volume
+    kind : {"image", "labels"}, optional
+        Default: "labels" when :func:`looks_like_labels`, else "image".
+
+    Returns
+    -------
+    tuple
+        ``(data, kwargs, kind)``: labels up to :data:`PAINTABLE_BYTES` in
+        memory (paintable), anything else as the volume's (lazy) array;
+        ``kwargs`` from :func:`volume_layer_kwargs`.
     """
-    options = volume_layer_kwargs(volume, kwargs.pop("name", None))
+    kind = kind or ("labels" if looks_like_labels(volume) else "image")
+    data = volume.data
+    if kind == "labels" and data.nbytes <= PAINTABLE_BYTES:
+        data = np.asarray(data)
+    return data, volume_layer_kwargs(volume), kind
+
+
+def add_volume(viewer, volume: Volume, kind: str | None = None, **kwargs: Any) -> Layer:
+    """Add a Volume to the viewer as :func:`volume_layer_data` makes it.
+
+    Parameters
+    ----------
+    kind : {"image", "labels"}, optional
+        Default: guessed by :func:`looks_like_labels`.
+    **kwargs
+        Replace the layer's keyword arguments (``name``...).
+    """
+    data, options, kind = volume_layer_data(volume, kind)
     options.update(kwargs)
-    if kind == "labels":
-        data = np.asarray(volume.data)
-        return viewer.add_labels(data, **options)
-    return viewer.add_image(volume.data, **options)
+    add = viewer.add_labels if kind == "labels" else viewer.add_image
+    return add(data, **options)
 
 
 def pick_volume(combo: LayerCombo, path: PathEdit | None = None, what: str = "image") -> Volume:

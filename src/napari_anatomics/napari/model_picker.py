@@ -14,6 +14,8 @@ from pathlib import Path
 
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWidget
 
+from .fields import tip
+
 #: Every live drop-down, refreshed together by :func:`refresh_all`.
 _COMBOS: weakref.WeakSet = weakref.WeakSet()
 
@@ -82,7 +84,7 @@ class ModelCombo(QWidget):
         self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         browse = QPushButton("...")
         browse.setFixedWidth(30)
-        browse.setToolTip("Choose a model folder")
+        tip(browse, "model_picker.browse")
         browse.clicked.connect(self._browse)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

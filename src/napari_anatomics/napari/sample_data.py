@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..core.volume import Volume
 from ..io.samples import SAMPLE_CREDIT, load_sample, synthetic_sbfsem
-from .io import LayerData, volume_layer_data
+from .layers import LayerData, volume_layer_data
 
 #: Size (z, y, x) of the synthetic sample.
 SYNTHETIC_SHAPE = (32, 256, 256)

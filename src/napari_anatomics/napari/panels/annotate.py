@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -26,12 +26,12 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
-from ...core.progress import Progress
-from ..jobs import start_job
+from ...core.progress import CancelToken, Job
+from ..jobs import JobPanel
 from ..layers import LayerCombo, layer_array, layer_volume, volume_layer_kwargs
+from ..worker import call_job
 
 TASKS = ("semantic", "instance")
 
@@ -44,23 +44,25 @@ def annotated_slices(data) -> np.ndarray:
     return np.count_nonzero(array.reshape(array.shape[0], -1), axis=1)
 
 
-class AnnotateWidget(QWidget):
-    """Make and follow an annotation layer for one image.
+class AnnotateWidget(JobPanel):
+    """Make and follow an annotation layer for one image; check it (the panel's job).
 
     Parameters
     ----------
     napari_viewer : napari.viewer.Viewer
     """
 
+    title = "Annotate"
+
     def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, start_text="Check image + labels", stop_text=None)
+        #: The Data Check button (the panel's Start).
+        self.check_button = self.start_button
         self._watched: Labels | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(200)
         self._timer.timeout.connect(self.update_slices)
-        self.check_worker = None
 
         self.image_combo = LayerCombo(napari_viewer, Image)
         self.task_combo = QComboBox()
@@ -90,8 +92,6 @@ class AnnotateWidget(QWidget):
         self.slice_list = QListWidget()
         self.slice_list.setMaximumHeight(100)
         self.slice_list.itemClicked.connect(self._go_to_slice)
-        self.check_button = QPushButton("Check image + labels")
-        self.check_button.clicked.connect(self.run_check)
         self.check_text = QPlainTextEdit()
         self.check_text.setReadOnly(True)
         self.check_text.setPlaceholderText("Data Check report appears here")
@@ -114,6 +114,7 @@ class AnnotateWidget(QWidget):
         follow_layout.addRow(self.summary)
         follow_layout.addRow(self.slice_list)
         follow_layout.addRow(self.check_button)
+        follow_layout.addRow(self.status)
         follow_layout.addRow(self.check_text)
         layout = QVBoxLayout(self)
         layout.addWidget(setup)
@@ -189,7 +190,7 @@ class AnnotateWidget(QWidget):
         """Add an empty labels layer with the chosen image's shape and voxel size."""
         image = self.image_combo.layer()
         if image is None:
-            show_error("Annotate: add or open an image first, then make its labels layer")
+            self.fail("add or open an image first, then make its labels layer")
             return None
         volume = layer_volume(image)
         task = self.task_combo.currentText()
@@ -222,7 +223,7 @@ class AnnotateWidget(QWidget):
         task = layer.metadata.get("task") if layer is not None else None
         task = task or self.task_combo.currentText()
         self.next_id_button.setEnabled(layer is not None and task == "instance")
-        self.check_button.setEnabled(layer is not None)
+        self.check_button.setEnabled(layer is not None and not self.busy)
 
     def _watch(self, layer: Labels | None) -> None:
         if self._watched is not None:
@@ -278,25 +279,27 @@ class AnnotateWidget(QWidget):
     # ---- data check ----------------------------------------------------------------------
     def run_check(self):
         """Run the Data Check on the image + labels pair off the GUI thread."""
+        return self.start()
+
+    def make_job(self, cancel: CancelToken) -> Job:
+        """The Data Check of the chosen image and labels (quick: no Stop)."""
+        from ...datacheck.checks import check
+
         image, labels = self.image_combo.layer(), self.labels_combo.layer()
         if image is None or labels is None:
-            show_error("Data Check: choose both an image and a labels layer")
-            return None
-        image_volume, labels_volume = layer_volume(image), layer_volume(labels)
+            raise ValueError("choose both an image and a labels layer")
         task = labels.metadata.get("task") or self.task_combo.currentText()
+        self.description = "Data Check"
+        volumes = layer_volume(image), layer_volume(labels)
+        return call_job(check, *volumes, task, message="checking")
 
-        def job():
-            from ...datacheck.checks import check
+    def on_result(self, report) -> None:
+        """Show the report."""
+        super().on_result(report)
+        self.check_text.setPlainText(report.to_text())
+        show_info("Data Check finished: see the Annotate panel")
 
-            yield Progress(0, 1, "checking")
-            return check(image_volume, labels_volume, task)
-
-        def done(report) -> None:
-            self.check_text.setPlainText(report.to_text())
-            show_info("Data Check finished: see the Annotate panel")
-
-        self.check_button.setEnabled(False)
-        self.check_worker = start_job(
-            job, description="Data Check", on_done=done, on_finish=self._sync_buttons
-        )
-        return self.check_worker
+    def on_finish(self) -> None:
+        """The check ended: the buttons follow the chosen layers again."""
+        super().on_finish()
+        self._sync_buttons()

@@ -1,47 +1,59 @@
 """Auto-label: predict a whole stack with a trained model, watching it fill in.
 
-:func:`napari_anatomics.predict.tiled.predict` writes probability maps to a zarr
-group region by region. The panel shows them at once as a Labels layer that
-*reads the zarr on disk* (:class:`LiveLabels`: the most probable class, or the
-foreground of an instance model) and refreshes it each time a region is
-written, so the layer fills tile by tile. Then
-:func:`napari_anatomics.segment.postprocess.postprocess` labels the objects and the
-layer switches to the final labels array (``OUT.zarr/labels``), still on disk.
+The panel runs the one auto-label job
+(:func:`napari_anatomics.tasks.autolabel.autolabel`: predict, post-process,
+record what was done). Its setting fields are built from the declared settings
+(:data:`napari_anatomics.predict.config.SETTINGS`,
+:data:`napari_anatomics.segment.config.SETTINGS`: range, default, tooltip) by
+:func:`napari_anatomics.napari.fields.setting_field`.
+While the prediction writes probability maps to a zarr group region by region,
+the panel shows them as a Labels layer that *reads the zarr on disk*
+(:class:`LiveLabels`: the most probable class, or the foreground of an instance
+model) and refreshes it each time a region is written, so the layer fills tile
+by tile. Then the layer switches to the final labels array
+(``OUT.zarr/labels``), still on disk.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
-from ...core.progress import CancelToken, Progress
-from ...io.outputs import check_prediction_output, check_writable, describe_os_error
+from ...core.progress import CancelToken, Job, Progress
+from ...io.outputs import check_writable
+from ...io.probabilities import decode
 from ...models.config import ModelConfig
-from ...segment.postprocess import SPLIT_TOUCHING, postprocess
-from ..jobs import start_job
+from ...predict.config import PREDICT, PredictConfig
+from ...predict.outputs import check_prediction_output
+from ...segment.config import PRESETS, SEGMENT, SegmentConfig
+from ...tasks.autolabel import PROBABILITIES, AutoLabelResult, autolabel
+from ..fields import field_value, setting_field
+from ..jobs import JobPanel
 from ..layers import LayerCombo, PathEdit, pick_volume, volume_layer_kwargs
 from ..model_picker import ModelCombo, prepare_torch
 
-#: Name of the probability array inside the output group (as ``anatomics predict``).
-PROBABILITIES = "probabilities"
+#: The prediction settings the panel shows (the stride as three boxes).
+PREDICT_FIELDS = ("stride", "tta", "batch")
+#: The post-processing settings it shows; "as tuned" keeps the decoding's value.
+SEGMENT_FIELDS = ("min_size",)
+#: The test-time augmentations as the panel names them.
+TTA_ITEMS = {"as the model chose": None, "none": 0, "4 flips": 4, "8 flips + rotations": 8}
+#: The decoding of a model that chose none, with "Decode as tuned" ticked.
+SPLIT_TOUCHING = PRESETS["split touching objects"]
 
 
 def default_output(image_name: str) -> Path:
@@ -67,7 +79,6 @@ class LiveLabels:
         self.semantic = config.task == "semantic"
         targets = list(config.targets)
         self.channel = targets.index("foreground") if "foreground" in targets else 0
-        self.half = 128 if np.dtype(maps.dtype) == np.uint8 else 0.5
         self.shape = tuple(int(n) for n in maps.shape[1:])
         self.dtype = np.dtype(np.uint8)
         self.ndim = len(self.shape)
@@ -78,10 +89,10 @@ class LiveLabels:
         if any(k is Ellipsis for k in key):
             i = next(i for i, k in enumerate(key) if k is Ellipsis)
             key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1 :]
-        if self.semantic:
+        if self.semantic:  # the stored values order as the probabilities do
             maps = np.asarray(self.maps[(slice(None), *key)])
             return maps.argmax(axis=0).astype(np.uint8)
-        return (np.asarray(self.maps[(self.channel, *key)]) >= self.half).astype(np.uint8)
+        return (decode(self.maps[(self.channel, *key)]) >= 0.5).astype(np.uint8)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self[...]
@@ -91,18 +102,7 @@ class LiveLabels:
         return self.shape[0]
 
 
-def decoding_levels(task: str, tuned: dict, use_tuned: bool, min_size: int) -> dict:
-    """Post-processing keywords: the model's tuned decoding (or, for instance models
-    without one, :data:`SPLIT_TOUCHING`), and ``min_size`` when it is set (>= 0)."""
-    levels: dict = {}
-    if use_tuned:
-        levels = dict(tuned) if tuned else (dict(SPLIT_TOUCHING) if task == "instance" else {})
-    if min_size >= 0:
-        levels["min_size"] = min_size
-    return levels
-
-
-class AutoLabelWidget(QWidget):
+class AutoLabelWidget(JobPanel):
     """Run a trained model over an image and post-process the result.
 
     Parameters
@@ -110,19 +110,21 @@ class AutoLabelWidget(QWidget):
     napari_viewer : napari.viewer.Viewer
     """
 
+    title = "Auto-label"
+
     def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
-        self.cancel_token: CancelToken | None = None
+        super().__init__(napari_viewer, start_text="Auto-label")
         self.layer: Labels | None = None
+        #: The labels of the last run, once it has ended (None before).
         self.result = None
+        self._labels = None
         self.regions_shown = 0
+        self.kept_labels = False
         self._config: ModelConfig | None = None
         self._out: Path | None = None
         self._image = None
         self._folder: str | None = None
-        #: More :func:`~napari_anatomics.predict.tiled.predict` settings (chunks, memory_mb...).
+        #: More :class:`PredictConfig` settings (chunks, memory_mb, precision...).
         self.extra_settings: dict = {}
         prepare_torch()
 
@@ -131,42 +133,30 @@ class AutoLabelWidget(QWidget):
         self.image_combo = LayerCombo(napari_viewer, Image)
         self.image_file = PathEdit("open", "Images (*.tif *.tiff *.h5 *.zarr)", "or a file")
         self.output = PathEdit("save", "zarr (*.zarr)", "default: ~/anatomics-predictions")
-        self.stride = [QSpinBox() for _ in range(3)]
-        for box in self.stride:
-            box.setRange(0, 1024)
-            box.setSpecialValueText("auto")
-        self.tta = QComboBox()
-        self.tta.addItems(["as the model chose", "none", "4 flips", "8 flips + rotations"])
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 256)
-        self.batch.setValue(2)
-        self.min_size = QSpinBox()
-        self.min_size.setRange(-1, 10_000_000)
+        self.stride = [setting_field(PREDICT["stride"], high=4096) for _ in range(3)]
+        self.tta = setting_field(PREDICT["tta"], items=TTA_ITEMS)
+        self.batch = setting_field(PREDICT["batch"], high=256)
+        self.min_size = setting_field(SEGMENT["min_size"], high=10_000_000)
+        self.min_size.setMinimum(-1)
         self.min_size.setSpecialValueText("as tuned")
         self.min_size.setValue(-1)
         self.min_size.setSuffix(" voxels")
+        #: The setting fields, by setting name (the stride's boxes together).
+        self.fields = {"tta": self.tta, "batch": self.batch, "min_size": self.min_size}
         self.split = QCheckBox("Decode as tuned for this model")
         self.split.setChecked(True)
         self.split.setToolTip(
             "Use the decoding chosen on the painted data when the model was trained (instance "
             "seeds thinned to split touching objects, semantic thresholds that match the "
             "painted volume fraction). Models without one split touching objects (seed "
-            f"depth 0.5, specks under {SPLIT_TOUCHING['min_seed_size']} voxels ignored)."
+            f"depth {SPLIT_TOUCHING.seed_depth}, specks under {SPLIT_TOUCHING.min_seed_size} "
+            "voxels ignored)."
         )
         self.overwrite = QCheckBox("Replace earlier results in this file")
         self.overwrite.setToolTip(
             "Without it, labels already in the output file (perhaps corrected by hand) are "
             "kept, and an unfinished prediction with the same settings resumes"
         )
-        self.kept_labels = False
-        self.start_button = QPushButton("Auto-label")
-        self.start_button.clicked.connect(self.start)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(self.stop)
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
 
         data = QGroupBox("Model and data")
         form = QFormLayout(data)
@@ -180,104 +170,69 @@ class AutoLabelWidget(QWidget):
         for axis, box in zip("ZYX", self.stride):
             stride.addWidget(QLabel(axis))
             stride.addWidget(box)
-        settings_form.addRow("Tile step", stride)
-        settings_form.addRow("Test-time augmentation", self.tta)
-        settings_form.addRow("Batch (tiles)", self.batch)
-        settings_form.addRow("Drop objects under", self.min_size)
+        settings_form.addRow(PREDICT["stride"].label, stride)
+        for name, widget in self.fields.items():
+            settings_form.addRow({**PREDICT, **SEGMENT}[name].label, widget)
         settings_form.addRow(self.split)
         settings_form.addRow(self.overwrite)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addWidget(data)
         layout.addWidget(settings)
-        layout.addLayout(buttons)
+        layout.addLayout(self.button_row())
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
-    # ---- running ---------------------------------------------------------------------------
-    def start(self):
-        """Start prediction + post-processing in a worker; return it (None on bad input)."""
-        from ...models.store import load_model
-        from ...predict.tiled import predict
-
-        folder = self.model.folder()
-        try:
-            if folder is None:
-                raise ValueError("no model chosen: train one, or pick a model folder with ...")
-            config = ModelConfig.load(folder)
-            image = pick_volume(self.image_combo, self.image_file, "image")
-            out = Path(self.output.text()) if self.output.text() else default_output(image.name)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            check_prediction_output(out, option="Output")
-            check_writable(out)
-        except (ValueError, OSError) as err:
-            show_error(f"Auto-label: {describe_os_error(err)}")
-            return None
-        overwrite = self.overwrite.isChecked()
+    # ---- settings --------------------------------------------------------------------------
+    def predict_config(self) -> PredictConfig:
+        """The prediction settings of the fields (and :attr:`extra_settings`)."""
         stride = tuple(box.value() for box in self.stride)
-        tuned = dict(config.decoding)
-        tta = tuned.pop("tta", 0)
-        settings = {
-            "stride": None if not all(stride) else stride,
-            "tta": (tta, 0, 4, 8)[self.tta.currentIndex()],
-            "batch": self.batch.value(),
-            "overwrite": overwrite,
-            **self.extra_settings,
+        values = {
+            "stride": stride if all(stride) else None,
+            "tta": field_value(self.tta),
+            "batch": field_value(self.batch),
         }
-        levels = decoding_levels(
-            config.task, tuned, self.split.isChecked(), self.min_size.value()
+        return PredictConfig(**(values | self.extra_settings))
+
+    def segment_config(self, config: ModelConfig) -> SegmentConfig:
+        """The decoding: the model's tuned one (or :data:`SPLIT_TOUCHING` for instance
+        models without one) when "Decode as tuned" is ticked, else the defaults; then
+        the fields that are set."""
+        base = SegmentConfig()
+        if self.split.isChecked():
+            untuned = SPLIT_TOUCHING if config.task == "instance" else SegmentConfig()
+            base = SegmentConfig.tuned(config.decoding, fallback=untuned)
+        values = {name: field_value(self.fields[name]) for name in SEGMENT_FIELDS}
+        return replace(base, **{k: v for k, v in values.items() if v is not None})
+
+    # ---- running ---------------------------------------------------------------------------
+    def make_job(self, cancel: CancelToken) -> Job[AutoLabelResult | None]:
+        """Prediction + post-processing of the chosen image with the chosen model."""
+        folder = self.model.folder()
+        if folder is None:
+            raise ValueError("no model chosen: train one, or pick a model folder with ...")
+        config = ModelConfig.load(folder)
+        image = pick_volume(self.image_combo, self.image_file, "image")
+        out = Path(self.output.text()) if self.output.text() else default_output(image.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_prediction_output(out, option="Output")
+        check_writable(out)
+        job = autolabel(
+            image,
+            folder,
+            out,
+            predict=self.predict_config(),
+            segment=self.segment_config(config),
+            overwrite=self.overwrite.isChecked(),
+            cancel=cancel,
         )
-        token = self.cancel_token = CancelToken()
-
-        def job():
-            model = load_model(folder)
-            probabilities = yield from predict(model, image, out, cancel=token, **settings)
-            if probabilities is None:
-                return None
-            yield Progress(0, None, "labelling objects", payload={PROBABILITIES: probabilities})
-            if not overwrite and (out / "labels").is_dir():
-                # labels of an earlier run may hold the user's corrections: never replaced
-                # unless "Replace earlier results" is ticked
-                import zarr
-
-                self.kept_labels = True
-                return zarr.open_group(str(out), mode="r+")["labels"]
-            return (
-                yield from postprocess(
-                    probabilities,
-                    out,
-                    overwrite=overwrite,
-                    voxel_size=image.voxel_size,
-                    cancel=token,
-                    **levels,
-                )
-            )
-
-        self._config, self._out, self.result, self.regions_shown = config, out, None, 0
+        self._config, self._out, self.regions_shown = config, out, 0
+        self.result = self._labels = None
         self.kept_labels = False
         self._image, self._folder = image, folder
         self.layer = None
-        self.progress.setRange(0, 0)
-        self.status.setText(f"Predicting {image.name} with {config.name or Path(folder).name}...")
-        self.start_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self.worker = start_job(
-            job,
-            description=f"Auto-labelling {image.name}",
-            on_event=self._on_progress,
-            on_done=self._on_done,
-            on_finish=self._on_finish,
-        )
-        return self.worker
-
-    def stop(self) -> None:
-        """Stop after the current batch; starting again with the same settings resumes."""
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
-            self.status.setText("Stopping... (start again with the same settings to resume)")
+        self.description = f"Auto-labelling {image.name}"
+        return job
 
     def _live_layer(self, probabilities: Any) -> Labels:
         data = LiveLabels(probabilities, self._config)
@@ -289,12 +244,9 @@ class AutoLabelWidget(QWidget):
             self.layer.data = data
         return self.layer
 
-    def _on_progress(self, event: Progress) -> None:
-        if event.total:
-            self.progress.setRange(0, event.total)
-            self.progress.setValue(event.step)
-        if event.message:
-            self.status.setText(event.message)
+    def on_progress(self, event: Progress) -> None:
+        """Progress, and the layer that shows the maps as they are written."""
+        super().on_progress(event)
         payload = event.payload
         if isinstance(payload, dict) and PROBABILITIES in payload:
             # the finished maps moved to their final name: read those from now on
@@ -313,11 +265,20 @@ class AutoLabelWidget(QWidget):
             self.regions_shown += 1
             self.layer.refresh()
 
-    def _on_done(self, labels) -> None:
-        if labels is None:
-            self.status.setText("Stopped. Start again with the same settings to resume.")
+    def on_result(self, result: AutoLabelResult | None) -> None:
+        """Show the labels (on disk) in place of the live maps."""
+        if result is None:
+            self.status.setText("start again with the same settings to resume")
             return
-        self.result = labels
+        self.kept_labels = result.kept
+        labels = result.labels
+        if labels is None:
+            self.status.setText(
+                f"Kept the labels already in {self._out}, which cannot be read; tick "
+                "'Replace earlier results' to label again."
+            )
+            return
+        self._labels = labels
         attrs = dict(labels.attrs)
         n = attrs.get("n_objects")
         if self.layer is None or self.layer not in self.viewer.layers:
@@ -330,7 +291,7 @@ class AutoLabelWidget(QWidget):
         if attrs.get("label_classes") is not None:
             meta["class_of_id"] = list(attrs["label_classes"])
             meta["class_names"] = list(self._config.classes)
-        if self.kept_labels:
+        if result.kept:
             self.status.setText(
                 f"Kept the labels already in {self._out} ({n} objects; they may hold your "
                 "corrections). Tick 'Replace earlier results' to label again."
@@ -339,10 +300,7 @@ class AutoLabelWidget(QWidget):
             self.status.setText(f"{n} objects labelled; saved in {self._out} (labels)")
         show_info(f"Auto-label finished: {n} objects in {self._out}")
 
-    def _on_finish(self) -> None:
-        self.start_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        self.cancel_token = None
-        if self.progress.maximum() == 0:
-            self.progress.setRange(0, 1)
-            self.progress.setValue(1 if self.result is not None else 0)
+    def on_finish(self) -> None:
+        """The run ended: the buttons, then :attr:`result` (so a new run can start)."""
+        super().on_finish()
+        self.result = self._labels

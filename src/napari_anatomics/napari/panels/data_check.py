@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
@@ -14,16 +13,16 @@ from qtpy.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
-from ...core.progress import Progress
+from ...core.progress import CancelToken, Job
 from ...datacheck.checks import CheckReport, Finding, check
-from ..jobs import start_job
+from ..fields import TOOLTIPS
+from ..jobs import JobPanel
 from ..layers import LayerCombo, layer_volume
 from ..table import FrameTable
+from ..worker import call_job
 
 TASKS = ("instance", "semantic", "(not set)")
 #: Row colours per severity (readable on napari's dark and light themes).
@@ -31,7 +30,7 @@ COLORS = {"error": "#c62828", "warning": "#ef6c00", "info": "#546e7a"}
 ICONS = {"error": "\u2716", "warning": "\u26a0", "info": "\u2139"}
 
 
-class DataCheckWidget(QWidget):
+class DataCheckWidget(JobPanel):
     """Check an image + labels pair; click a finding to go to its slice.
 
     Parameters
@@ -39,18 +38,18 @@ class DataCheckWidget(QWidget):
     napari_viewer : napari.viewer.Viewer
     """
 
+    title = "Data Check"
+
     def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, start_text="Run Check", stop_text=None)
         self.report: CheckReport | None = None
-        self.worker = None
+        #: The Run Check button (the panel's Start).
+        self.run_button = self.start_button
 
         self.image_combo = LayerCombo(napari_viewer, Image)
         self.labels_combo = LayerCombo(napari_viewer, Labels)
         self.task_combo = QComboBox()
         self.task_combo.addItems(TASKS)
-        self.run_button = QPushButton("Run Check")
-        self.run_button.clicked.connect(self.run_check)
         self.verdict = QLabel("Choose an image and its labels, then Run Check.")
         self.verdict.setWordWrap(True)
         self.findings = QListWidget()
@@ -71,6 +70,7 @@ class DataCheckWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.run_button)
+        layout.addWidget(self.status)
         layout.addWidget(self.verdict)
         layout.addWidget(self.findings, 2)
         layout.addWidget(self.summary)
@@ -84,25 +84,21 @@ class DataCheckWidget(QWidget):
 
     def run_check(self):
         """Run the check off the GUI thread; the report shows when done."""
+        return self.start()
+
+    def make_job(self, cancel: CancelToken) -> Job[CheckReport]:
+        """The check of the chosen layers (quick: no Stop)."""
         image, labels = self.image_combo.layer(), self.labels_combo.layer()
         if image is None or labels is None:
-            show_error("Data Check: choose both an image and a labels layer")
-            return None
-        image_volume, labels_volume, task = layer_volume(image), layer_volume(labels), self.task()
-
-        def job():
-            yield Progress(0, 1, "checking")
-            return check(image_volume, labels_volume, task)
-
-        self.run_button.setEnabled(False)
+            raise ValueError("choose both an image and a labels layer")
         self.verdict.setText("Checking ...")
-        self.worker = start_job(
-            job,
-            description="Data Check",
-            on_done=self.show_report,
-            on_finish=lambda: self.run_button.setEnabled(True),
-        )
-        return self.worker
+        volumes = layer_volume(image), layer_volume(labels)
+        return call_job(check, *volumes, self.task(), message="checking")
+
+    def on_result(self, report: CheckReport) -> None:
+        """Show the report."""
+        super().on_result(report)
+        self.show_report(report)
 
     def show_report(self, report: CheckReport) -> None:
         """Fill the list of findings, the summary and the value table."""
@@ -124,7 +120,7 @@ class DataCheckWidget(QWidget):
             item.setForeground(QBrush(QColor("white")))
             item.setBackground(QBrush(QColor(COLORS[finding.severity])))
             item.setToolTip(
-                "Click to go to this slice" if finding.slice is not None else finding.message
+                TOOLTIPS["data_check.finding"] if finding.slice is not None else finding.message
             )
             self.findings.addItem(item)
         if report.kind is not None:

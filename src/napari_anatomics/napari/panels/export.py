@@ -15,7 +15,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,17 +25,16 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
-from ...core.progress import CancelToken, Progress, stage
-from ...io.outputs import describe_os_error, safe_file_name
-from ..jobs import start_job
+from ...core.progress import CancelToken, Job, stage
+from ...io.outputs import safe_file_name
+from ..fields import tip
+from ..jobs import JobPanel
 from ..layers import LayerCombo, PathEdit, layer_array, layer_volume
+from ..worker import until_cancelled
 
 LABEL_FORMATS = {"zarr (chunked, for big stacks)": ".zarr", "TIFF": ".tif", "HDF5": ".h5"}
 
@@ -97,19 +96,22 @@ def default_export_folder() -> Path:
     return Path(os.environ.get("ANATOMICS_EXPORTS", Path.home() / "anatomics-exports"))
 
 
-class ExportWidget(QWidget):
+class ExportWidget(JobPanel):
     """Write the results of a labels layer to files.
+
+    Stop ends the export after the current step; files already complete are kept.
 
     Parameters
     ----------
     napari_viewer : napari.viewer.Viewer
     """
 
+    title = "Export"
+
     def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
-        self.cancel_token: CancelToken | None = None
+        super().__init__(napari_viewer, start_text="Export")
+        #: The Export button (the panel's Start).
+        self.export_button = self.start_button
         self.written: list[str] = []
 
         self.labels_combo = LayerCombo(napari_viewer, Labels)
@@ -127,27 +129,16 @@ class ExportWidget(QWidget):
         self.smooth = QSpinBox()
         self.smooth.setRange(0, 200)
         self.smooth.setValue(10)
-        self.downscale = QSpinBox()
+        self.downscale = tip(QSpinBox(), "export.downscale")
         self.downscale.setRange(1, 16)
-        self.downscale.setToolTip("Keep every n-th voxel in x and y (z is kept)")
         self.surface_only = QCheckBox("Surface voxels only")
         self.surface_only.setChecked(True)
-        self.overwrite = QCheckBox("Replace files of an earlier export with this name")
-        self.overwrite.setToolTip(
-            "Without it an export whose files already exist in the folder is refused, "
-            "and nothing is written"
+        self.overwrite = tip(
+            QCheckBox("Replace files of an earlier export with this name"), "export.overwrite"
         )
         self.labels_file = QCheckBox("Labels")
         self.label_format = QComboBox()
         self.label_format.addItems(list(LABEL_FORMATS))
-        self.export_button = QPushButton("Export")
-        self.export_button.clicked.connect(self.start)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(self.stop)
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.files = QListWidget()
 
         source = QFormLayout()
@@ -169,36 +160,30 @@ class ExportWidget(QWidget):
         labels_row.addWidget(self.labels_file)
         labels_row.addWidget(self.label_format, stretch=1)
         form.addRow(labels_row)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.export_button)
-        buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addLayout(source)
         layout.addWidget(what)
-        layout.addLayout(buttons)
+        layout.addLayout(self.button_row())
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(QLabel("Files written:"))
         layout.addWidget(self.files, stretch=1)
 
-    def start(self):
-        """Run the chosen exports in a worker; return it (None when nothing to do)."""
+    def make_job(self, cancel: CancelToken) -> Job[list]:
+        """The chosen exports, one after the other, checked before any work."""
         from ...analyze.measure import measure_job, summarize, write_csv
         from ...analyze.meshes import export_meshes
-        from ...io.outputs import staged_folder
+        from ...core.files import staged_folder
         from ...io.write import write_volume_job
 
         layer = self.labels_combo.layer()
         if layer is None:
-            show_error("Export: choose a labels layer")
-            return None
+            raise ValueError("choose a labels layer")
         if not self.folder.text():
-            show_error("Export: choose a folder for the files")
-            return None
+            raise ValueError("choose a folder for the files")
         chosen = [self.table, self.meshes, self.points, self.labels_file]
         if not any(box.isChecked() for box in chosen):
-            show_error("Export: tick at least one thing to write")
-            return None
+            raise ValueError("tick at least one thing to write")
         volume = layer_volume(layer)
         labels = layer_array(layer)
         if isinstance(labels, np.ndarray):
@@ -219,20 +204,15 @@ class ExportWidget(QWidget):
         label_suffix = LABEL_FORMATS[self.label_format.currentText()]
         write_labels = self.labels_file.isChecked()
         targets = export_targets(name, table, meshes, points, write_labels and label_suffix)
-        try:
-            earlier = check_export(
-                folder, targets, labels.shape, overwrite=self.overwrite.isChecked()
-            )
-        except OSError as err:  # one line, before any work
-            show_error(f"Export: {describe_os_error(err)}")
-            return None
-        token = self.cancel_token = CancelToken()
+        overwrite = self.overwrite.isChecked()
+        # an OSError here is shown in one line, before any work
+        earlier = check_export(folder, targets, labels.shape, overwrite=overwrite)
 
         def meshes_job(kind: str, **kwargs):
             sub = folder / targets[kind]
             with staged_folder(sub, replaces=earlier.get(kind, [])) as stage:
                 files = yield from export_meshes(
-                    labels, stage, voxel_size, index=index, cancel=token, **options, **kwargs
+                    labels, stage, voxel_size, index=index, cancel=cancel, **options, **kwargs
                 )
             return [sub / Path(f).name for f in files]
 
@@ -242,7 +222,7 @@ class ExportWidget(QWidget):
             written: list = []
             if table or meshes or points:
                 index = yield from stage(
-                    "measuring", measure_job(labels, voxel_size, image=image, cancel=token)
+                    "measuring", measure_job(labels, voxel_size, image=image, cancel=cancel)
                 )
             if table:
                 written.append(write_csv(index, folder / targets["table"], voxel_size, source))
@@ -256,15 +236,10 @@ class ExportWidget(QWidget):
                 )
             if write_labels:
                 data = labels if isinstance(labels, (np.ndarray, da.Array)) else da.asarray(labels)
-                path = yield from stage(
-                    "labels",
-                    write_volume_job(
-                        data,
-                        folder / targets["labels"],
-                        voxel_size=voxel_size,
-                        overwrite=self.overwrite.isChecked(),
-                    ),
+                write = write_volume_job(
+                    data, folder / targets["labels"], voxel_size=voxel_size, overwrite=overwrite
                 )
+                path = yield from stage("labels", until_cancelled(write, cancel))
                 written.append(str(path))
             return written
 
@@ -272,43 +247,13 @@ class ExportWidget(QWidget):
 
         self.files.clear()
         self.written = []
-        self.export_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self.status.setText("Exporting...")
-        self.worker = start_job(
-            job,
-            description=f"Exporting {layer.name}",
-            on_event=self._on_progress,
-            on_done=self._on_done,
-            on_finish=self._on_finish,
-        )
-        return self.worker
+        self.description = f"Exporting {layer.name}"
+        return job()
 
-    def stop(self) -> None:
-        """Stop after the current step; files already complete are kept."""
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
-        if self.worker is not None:
-            self.worker.quit()
-
-    def _on_progress(self, event: Progress) -> None:
-        if self.cancel_token is None:  # a late event of a finished run
-            return
-        if event.total:
-            self.progress.setRange(0, event.total)
-            self.progress.setValue(event.step)
-        self.status.setText(event.message)
-
-    def _on_done(self, written: list) -> None:
+    def on_result(self, written: list) -> None:
+        """List the files written."""
         self.written = [str(p) for p in written]
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
         for path in self.written:
             self.files.addItem(str(path))
         self.status.setText(f"{len(self.written)} file(s) written in {self.folder.text()}")
         show_info(f"Export finished: {len(self.written)} file(s) in {self.folder.text()}")
-
-    def _on_finish(self) -> None:
-        self.export_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        self.cancel_token = None

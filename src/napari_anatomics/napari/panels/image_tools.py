@@ -4,47 +4,55 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
+from ...core.progress import CancelToken, Job
 from ...core.volume import Volume, parse_voxel_size
+from ...io.combine import combine_slices
 from ...io.read import open_volume
-from ...io.slices import combine_slices
-from ..io import looks_like_labels
-from ..jobs import start_job
+from ..fields import tip
+from ..jobs import JobPanel
 from ..layers import PathEdit, add_volume
+from ..worker import until_cancelled
 
 FORMATS = {"zarr (chunked, any size)": ".zarr", "TIFF": ".tif", "HDF5": ".h5"}
 STACK_FILTER = "Stacks (*.tif *.tiff *.h5 *.hdf5 *.zarr);;All files (*)"
 
 
-class ImageToolsWidget(QWidget):
+class ImageToolsWidget(JobPanel):
     """Open an EM stack, or combine a folder of 2D slices into one stack on disk.
+
+    Its job (Combine) is a :class:`~napari_anatomics.napari.jobs.JobPanel` run;
+    Cancel stops it and its half-written output is removed.
 
     Parameters
     ----------
     napari_viewer : napari.viewer.Viewer
     """
 
-    def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
+    title = "Image Tools"
 
-        self.voxel_edit = QLineEdit()
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(
+            napari_viewer,
+            start_text="Combine",
+            stop_text="Cancel",
+            status="Slices are read in natural order: img_2 before img_10.",
+        )
+        #: The Combine and Cancel buttons (the panel's Start and Stop).
+        self.combine_button, self.cancel_button = self.start_button, self.stop_button
+
+        self.voxel_edit = tip(QLineEdit(), "image_tools.voxel_size")
         self.voxel_edit.setPlaceholderText("from the file, else 10,10,40")
-        self.voxel_edit.setToolTip("Voxel size X,Y,Z in nanometres; overrides the file's")
 
         self.open_path = PathEdit("open", STACK_FILTER, "stack.tif, file.h5:key, folder ...")
         self.open_button = QPushButton("Open")
@@ -61,24 +69,14 @@ class ImageToolsWidget(QWidget):
         self.format_combo.currentTextChanged.connect(self._on_format)
         self.out_edit = PathEdit("save", STACK_FILTER, "output stack")
         self.overwrite_check = QCheckBox("replace an existing output")
-        self.combine_button = QPushButton("Combine")
-        self.combine_button.clicked.connect(self.combine)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.combine_button)
-        buttons.addWidget(self.cancel_button)
         combine_box = QGroupBox("Combine slices into a stack")
         form = QFormLayout(combine_box)
         form.addRow("Slices:", self.folder_edit)
         form.addRow("Format:", self.format_combo)
         form.addRow("Output:", self.out_edit)
         form.addRow(self.overwrite_check)
-        form.addRow(buttons)
-
-        self.status = QLabel("Slices are read in natural order: img_2 before img_10.")
-        self.status.setWordWrap(True)
+        form.addRow(self.button_row())
+        form.addRow(self.progress)
 
         layout = QVBoxLayout(self)
         voxel_row = QFormLayout()
@@ -110,8 +108,7 @@ class ImageToolsWidget(QWidget):
             self.out_edit.setText(str(Path(out).with_suffix(self._suffix())))
 
     def _add(self, volume: Volume) -> None:
-        kind = "labels" if looks_like_labels(volume) else "image"
-        add_volume(self.viewer, volume, kind)
+        add_volume(self.viewer, volume)
         self.status.setText(f"Added {volume.describe()}")
 
     # ---- actions -----------------------------------------------------------------------
@@ -120,53 +117,27 @@ class ImageToolsWidget(QWidget):
         try:
             volume = open_volume(self.open_path.text(), voxel_size=self.voxel_size())
         except Exception as err:
-            show_error(f"Open: {err}")
-            self.status.setText(f"Could not open: {err}")
+            self.fail(f"could not open: {err}")
             return None
         self._add(volume)
         return volume
 
     def combine(self):
         """Combine the slice folder into the output stack in a background job."""
+        return self.start()
+
+    def make_job(self, cancel: CancelToken) -> Job[Volume] | None:
+        """The combine job of the chosen folder and output (stopped by Cancel)."""
         folder, out = self.folder_edit.text(), self.out_edit.text()
         if not folder or not out:
-            show_error("Combine: choose a folder of slices and an output file")
-            return None
-        try:
-            voxel_size = self.voxel_size()
-        except ValueError as err:
-            show_error(str(err))
-            return None
-        overwrite = self.overwrite_check.isChecked()
-
-        done: list[Volume] = []
-
-        def on_event(event) -> None:
-            if not done:  # a late progress event must not hide the result
-                self.status.setText(f"Combining: {event.message}")
-
-        def on_done(volume: Volume) -> None:
-            done.append(volume)
-            show_info(f"Combined {volume.shape[0]} slices into {out}")
-            self._add(volume)
-
-        self.combine_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.worker = start_job(
-            lambda: combine_slices(folder, out, voxel_size=voxel_size, overwrite=overwrite),
-            description="Combine slices",
-            on_event=on_event,
-            on_done=on_done,
-            on_finish=self._finished,
+            raise ValueError("choose a folder of slices and an output file")
+        job = combine_slices(
+            folder, out, voxel_size=self.voxel_size(), overwrite=self.overwrite_check.isChecked()
         )
-        return self.worker
+        self.description = f"Combining {Path(folder).name}"
+        return until_cancelled(job, cancel)
 
-    def cancel(self) -> None:
-        """Stop the running combine; its temporary output is removed."""
-        if self.worker is not None:
-            self.worker.quit()
-
-    def _finished(self) -> None:
-        self.combine_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self.worker = None
+    def on_result(self, volume: Volume) -> None:
+        """Add the combined stack to the viewer."""
+        show_info(f"Combined {volume.shape[0]} slices into {volume.source}")
+        self._add(volume)

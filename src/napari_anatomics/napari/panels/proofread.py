@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -28,14 +27,17 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSplitter,
     QVBoxLayout,
-    QWidget,
 )
 
-from ..history import record_edit
-from ..jobs import start_job
+from ...core.progress import CancelToken, Job
+from ..fields import tip
+from ..handoff import send_to_train
+from ..history import apply_edit
+from ..jobs import JobPanel
 from ..layers import LayerCombo, PathEdit, centre_on, layer_array, layer_volume
 from ..plot import HistogramPlot
 from ..table import FrameTable
+from ..worker import until_cancelled
 
 #: Columns shown in the table (in this order, when measured) and their headers.
 TABLE_COLUMNS = {
@@ -51,25 +53,29 @@ TABLE_COLUMNS = {
 BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice)": "zyx"}
 
 
-class ProofreadWidget(QWidget):
+class ProofreadWidget(JobPanel):
     """Measure, inspect and correct an instance labels layer.
+
+    The measurement is the panel's job; an edit or another layer starts it
+    afresh (the stale one is stopped quietly). Saving is a side run.
 
     Parameters
     ----------
     napari_viewer : napari.viewer.Viewer
     """
 
+    title = "Proofread"
+    restarts = True
+
     def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, start_text="Measure", stop_text=None)
+        #: The Measure button (the panel's Start).
+        self.measure_button = self.start_button
         self.frame = pd.DataFrame()
         self._layer: Labels | None = None
         self._fingerprint: tuple | None = None
-        self._generation = 0
         self._edits = 0
         self._camera: tuple | None = None
-        self.measure_worker = None
-        self.save_worker = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
@@ -77,18 +83,13 @@ class ProofreadWidget(QWidget):
 
         self.labels_combo = LayerCombo(napari_viewer, Labels)
         self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
-        self.measure_button = QPushButton("Measure")
-        self.measure_button.clicked.connect(self.refresh)
         self.double_click = QCheckBox("Double-click an object in the viewer deletes it")
         self.double_click.setChecked(True)
         self.double_click.toggled.connect(lambda _: self._attach(self._layer))
         self.totals = QLabel("No measurement yet")
         self.totals.setWordWrap(True)
-        self.table = FrameTable("id")
+        self.table = tip(FrameTable("id"), "proofread.table")
         self.table.setMinimumHeight(260)
-        self.table.setToolTip(
-            "Click a row to find the object; double-click it in the viewer to delete it"
-        )
         self.table.row_clicked.connect(self.focus_object)
         self.histogram = HistogramPlot("Instance volumes", "volume (µm³)")
         splitter = QSplitter(Qt.Horizontal)
@@ -116,8 +117,7 @@ class ProofreadWidget(QWidget):
         self.save_path = PathEdit("save", "Labels (*.zarr *.tif *.h5)", "corrected.zarr")
         self.save_button = QPushButton("Save labels")
         self.save_button.clicked.connect(lambda: self.save())
-        self.train_button = QPushButton("Use for training")
-        self.train_button.setToolTip("Choose these labels in the Train panel (to fine-tune)")
+        self.train_button = tip(QPushButton("Use for training"), "proofread.train")
         self.train_button.clicked.connect(self.use_for_training)
 
         source = QFormLayout()
@@ -138,12 +138,10 @@ class ProofreadWidget(QWidget):
         loop = QGroupBox("Save and train again")
         loop_layout = QFormLayout(loop)
         loop_layout.addRow("File", self.save_path)
-        row = QHBoxLayout()
-        row.addWidget(self.save_button)
-        row.addWidget(self.train_button)
-        loop_layout.addRow(row)
+        loop_layout.addRow(self.save_button, self.train_button)
         layout = QVBoxLayout(self)
         layout.addLayout(source)
+        layout.addWidget(self.status)
         layout.addWidget(self.totals)
         layout.addWidget(splitter, stretch=1)
         layout.addWidget(edits)
@@ -202,14 +200,17 @@ class ProofreadWidget(QWidget):
 
     # ---- measuring -----------------------------------------------------------------------
     def refresh(self):
-        """Measure the labels layer again (off the GUI thread)."""
+        """Measure the labels layer again (off the GUI thread); return the worker."""
+        return self.start() if self._layer is not None else None
+
+    def make_job(self, cancel: CancelToken) -> Job[pd.DataFrame] | None:
+        """The measurement of the labels layer (with the image's grey values when it fits)."""
+        from ...analyze.measure import measure_job
+
         layer = self._layer
         if layer is None:
             return None
-        from ...analyze.measure import measure_job
-
         labels = layer_array(layer)
-        volume = layer_volume(layer)
         image_layer = self.image_combo.layer()
         image = None
         if image_layer is not None and tuple(image_layer.data.shape) == tuple(labels.shape):
@@ -218,24 +219,20 @@ class ProofreadWidget(QWidget):
         classes = None if classes is None else np.asarray(classes)
         names = layer.metadata.get("class_names") if classes is not None else None
         self._fingerprint = self._state()
-        self._generation += 1
-        generation = self._generation
-
-        def done(table: pd.DataFrame) -> None:
-            if generation == self._generation and layer is self._layer:
-                self.set_frame(table)
-
-        if self.measure_worker is not None:
-            self.measure_worker.quit()
-        self.measure_worker = start_job(
-            lambda: measure_job(
-                labels, volume.voxel_size, image=image, classes=classes, class_names=names
-            ),
-            description=f"Measuring {layer.name}",
-            on_done=done,
-            notify_stop=False,
+        self.description = f"Measuring {layer.name}"
+        return measure_job(
+            labels,
+            layer_volume(layer).voxel_size,
+            image=image,
+            classes=classes,
+            class_names=names,
+            cancel=cancel,
         )
-        return self.measure_worker
+
+    def on_result(self, table: pd.DataFrame) -> None:
+        """Show the measurement."""
+        self.set_frame(table)
+        self.status.setText(f"{len(table)} objects measured")
 
     def set_frame(self, frame: pd.DataFrame) -> None:
         """Show a measurement table, its totals and the volume histogram."""
@@ -288,38 +285,21 @@ class ProofreadWidget(QWidget):
 
     # ---- editing ---------------------------------------------------------------------------
     def _edit(self, operation: str, *args, what: str, **kwargs) -> int:
-        """Run a :mod:`napari_anatomics.analyze.proofread` operation on the layer as one undo step.
+        """Run an edit on the layer as one undo step (:func:`~..history.apply_edit`).
 
-        The core changes the layer's array in place (only inside the objects'
-        bounding boxes) and returns an :class:`~napari_anatomics.analyze.proofread.Edit`;
-        its regions are recorded in the layer's own history so napari's undo
-        restores them. Rows of the removed ids leave the table at once.
+        Rows of the removed ids leave the table at once.
         """
-        from ...analyze import proofread
-
         layer = self._layer
-        if layer is None:
-            show_error("Proofread: choose a labels layer first")
-            return 0
-        data = layer_array(layer)
-        writable = not isinstance(data, da.Array) and hasattr(data, "__setitem__")
-        if not writable or data.ndim != 3:
-            show_error(
-                "Proofread: these labels cannot be edited here (a 3D array in memory or in "
-                "a zarr file is needed; labels still being predicted are read-only): wait "
-                "for Auto-label to finish, or save them as .zarr and open that file"
-            )
-            return 0
         # bounding boxes from the table, unless the layer changed since it was measured
         fresh = "bbox_z0" in self.frame and self._state() == self._fingerprint
+        index = self.frame if fresh else None
         try:
-            edit = getattr(proofread, operation)(
-                data, *args, index=self.frame if fresh else None, **kwargs
-            )
-        except (ValueError, TypeError) as err:
-            show_error(f"Proofread: {err}")
+            if layer is None:
+                raise ValueError("choose a labels layer first")
+            edit = apply_edit(layer, operation, *args, index=index, **kwargs)
+        except ValueError as err:
+            self.fail(err)
             return 0
-        record_edit(layer, edit)
         if "id" in self.frame:
             self.set_frame(self.frame[~self.frame["id"].isin(edit.ids)])
         self._fingerprint = self._state()
@@ -388,32 +368,29 @@ class ProofreadWidget(QWidget):
     # ---- the loop back to training ----------------------------------------------------------
     def save(self, path: str | None = None):
         """Save the corrected labels (zarr, tif or h5 by the file's extension)."""
+        from ...io.write import write_volume_job
+
         layer = self._layer
         path = path or self.save_path.text()
         if layer is None or not path:
-            show_error("Proofread: choose a labels layer and a file name (.zarr, .tif or .h5)")
+            self.fail("choose a labels layer and a file name (.zarr, .tif or .h5)")
             return None
-        from ...io.write import write_volume_job
-
         data = np.array(layer_array(layer))
         voxel_size = layer_volume(layer).voxel_size
 
         def done(written: str) -> None:
             layer.metadata["source"] = written
+            self.status.setText(f"Saved corrected labels to {written}")
             show_info(f"Saved corrected labels to {written}")
 
-        self.save_worker = start_job(
-            lambda: write_volume_job(data, path, voxel_size=voxel_size, overwrite=True),
-            description=f"Saving {layer.name}",
-            on_done=done,
-        )
-        return self.save_worker
+        cancel = CancelToken()
+        job = write_volume_job(data, path, voxel_size=voxel_size, overwrite=True)
+        saving, description = until_cancelled(job, cancel), f"Saving {layer.name}"
+        return self.run(saving, cancel, description=description, on_result=done, main=False)
 
     def use_for_training(self) -> None:
         """Choose these labels (and the image) in the Train panel, opening it if needed."""
         if self._layer is None:
-            show_error("Proofread: choose a labels layer first")
+            self.fail("choose a labels layer first")
             return
-        from .train import send_to_train
-
         send_to_train(self.viewer, self._layer, self.image_combo.layer())

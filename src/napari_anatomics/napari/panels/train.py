@@ -1,38 +1,37 @@
 """Train: pick data and settings, watch the loss live, stop with a usable model.
 
-Training runs :func:`napari_anatomics.train.loop.train` in a ``thread_worker``;
-each :class:`~napari_anatomics.core.progress.Progress` event adds a point to the
-loss curve and updates the progress bar and ETA. Stop asks the job to finish
-early through a :class:`~napari_anatomics.core.progress.CancelToken`: it saves the
-checkpoint it has and returns its model folder like a finished run.
+Training runs :func:`napari_anatomics.train.loop.train` as the panel's job
+(:class:`~napari_anatomics.napari.jobs.JobPanel`); each
+:class:`~napari_anatomics.core.progress.Progress` event adds a point to the
+loss curve and updates the progress bar and ETA. Stop sets the run's
+:class:`~napari_anatomics.core.progress.CancelToken`: training saves the
+checkpoint it has and returns its model folder like a finished run. The setting
+fields are built from the training recipe
+(:data:`napari_anatomics.train.recipe.RECIPE`: range, default, tooltip) by
+:func:`napari_anatomics.napari.fields.setting_field`.
 """
 
 from __future__ import annotations
 
-import weakref
-
 from napari.layers import Image, Labels, Layer
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
-from ...core.progress import CancelToken, Progress
+from ...core.progress import CancelToken, Job, Progress
 from ...core.volume import format_voxel_size, parse_voxel_size
 from ...train.recipe import RECIPE
-from ..jobs import start_job
+from ..fields import field_value, setting_field
+from ..handoff import TRAIN, register
+from ..jobs import JobPanel
 from ..layers import LayerCombo, PathEdit, layer_voxel_size, pick_volume
 from ..model_picker import (
     ModelCombo,
@@ -43,42 +42,23 @@ from ..model_picker import (
 )
 from ..plot import LinePlot
 
-#: The panel's display name in napari.yaml (Plugins menu).
-TRAIN_DISPLAY_NAME = "4. Train"
-#: Every open Train panel, so other panels can send it labels.
-_INSTANCES: weakref.WeakSet = weakref.WeakSet()
-
-
 #: Model choices of the panel: label -> TrainConfig.architecture.
 ARCHITECTURES = {
     "Automatic (from the data)": "auto",
     "2D U-Net (slice by slice)": "unet2d",
     "3D U-Net (anisotropic)": "resunet3d",
 }
-
-
-def _spin(name: str, high: int = 1_000_000, auto: bool = False) -> QSpinBox:
-    """An integer box for recipe setting ``name``; 0 shows "auto" when ``auto``."""
-    setting = RECIPE[name]
-    box = QSpinBox()
-    box.setRange(0 if auto else int(setting.low or 0), high)
-    if auto:
-        box.setSpecialValueText("auto")
-    box.setValue(int(setting.default or 0))
-    box.setToolTip(setting.help + (f" (auto: {setting.auto})" if setting.auto else ""))
-    return box
-
-
-def _number(name: str, step: float, decimals: int = 2) -> QDoubleSpinBox:
-    """A number box for recipe setting ``name``: its range, default and help."""
-    setting = RECIPE[name]
-    box = QDoubleSpinBox()
-    box.setDecimals(decimals)
-    box.setRange(float(setting.low or 0.0), float(setting.high or 1e6))
-    box.setSingleStep(step)
-    box.setValue(float(setting.default or 0.0))
-    box.setToolTip(setting.help)
-    return box
+#: The recipe settings the panel shows, with their labels (the window: three boxes).
+LABELS = {
+    "architecture": "Model",
+    "iterations": "Iterations",
+    "batch": "Batch",
+    "lr": "Learning rate",
+    "time_limit": "Time limit (min)",
+    "zoom": "Zoom augmentation",
+    "object_crops": "Crops on objects",
+    "copy_paste": "Copy-paste objects",
+}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -93,7 +73,7 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {seconds} s"
 
 
-class TrainWidget(QWidget):
+class TrainWidget(JobPanel):
     """Train or fine-tune a model on an image + labels pair.
 
     Parameters
@@ -101,19 +81,19 @@ class TrainWidget(QWidget):
     napari_viewer : napari.viewer.Viewer
     """
 
+    title = "Train"
     #: Emitted with the model folder when a run ends (finished or stopped).
     model_trained = Signal(str)
 
     def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
-        self.cancel_token: CancelToken | None = None
+        super().__init__(
+            napari_viewer, start_text="Train", stop_text="Stop (keeps the model so far)"
+        )
         self.model_folder: str | None = None
         #: More :class:`~napari_anatomics.train.loop.TrainConfig` settings (network size...).
         self.extra_settings: dict = {}
         self._smoothed: float | None = None
-        _INSTANCES.add(self)
+        register(self, TRAIN)
         prepare_torch()
 
         self.image_combo = LayerCombo(napari_viewer, Image)
@@ -122,26 +102,18 @@ class TrainWidget(QWidget):
         self.labels_file = PathEdit("open", "Labels (*.tif *.tiff *.h5 *.zarr)", "or a file")
         self.task_combo = QComboBox()
         self.task_combo.addItems(["instance", "semantic"])
-        self.arch_combo = QComboBox()
-        for text, arch in ARCHITECTURES.items():
-            self.arch_combo.addItem(text, arch)
-        self.arch_combo.setToolTip(
-            RECIPE["architecture"].help + f". Automatic: {RECIPE['architecture'].auto}."
-        )
+        self.arch_combo = setting_field(RECIPE["architecture"], items=ARCHITECTURES)
         self.arch_combo.currentIndexChanged.connect(self._on_arch)
-        self.window = [_spin("window", 1024, auto=True) for _ in range(3)]
-        self.zoom = _number("zoom", 0.25)
-        self.object_crops = _number("object_crops", 0.1)
-        self.copy_paste = _number("copy_paste", 0.1)
+        self.window = [setting_field(RECIPE["window"], high=1024) for _ in range(3)]
+        self.zoom = setting_field(RECIPE["zoom"], step=0.25)
+        self.object_crops = setting_field(RECIPE["object_crops"], step=0.1)
+        self.copy_paste = setting_field(RECIPE["copy_paste"], step=0.1)
         self.voxel_size = QLineEdit()
         self.voxel_size.setPlaceholderText("X,Y,Z in nm, e.g. 10,10,40")
-        self.iterations = _spin("iterations")
-        self.batch = _spin("batch", 256, auto=True)
-        self.learning_rate = _number("lr", 1e-4, decimals=6)
-        self.time_limit = _number("time_limit", 5.0, decimals=1)
-        self.time_limit.setMinimum(0.0)
-        self.time_limit.setSpecialValueText("none")
-        self.time_limit.setValue(float(RECIPE["time_limit"].default or 0.0))
+        self.iterations = setting_field(RECIPE["iterations"])
+        self.batch = setting_field(RECIPE["batch"], high=256)
+        self.learning_rate = setting_field(RECIPE["lr"], step=1e-4, decimals=6)
+        self.time_limit = setting_field(RECIPE["time_limit"], step=5.0, decimals=1)
         #: The panel's fields by recipe setting (tests check them against the recipe).
         self.fields = {
             "architecture": self.arch_combo,
@@ -161,16 +133,8 @@ class TrainWidget(QWidget):
             lambda: self.finetune.set_root(self.out_dir.text())
         )
         self.finetune.set_root(self.out_dir.text())
-        self.start_button = QPushButton("Train")
-        self.start_button.clicked.connect(self.start)
-        self.stop_button = QPushButton("Stop (keeps the model so far)")
-        self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(self.stop)
-        self.progress = QProgressBar()
         self.progress.setFormat("%v / %m iterations")
         self.eta = QLabel("ETA --")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.loss_plot = LinePlot("Training loss", "iteration")
 
         data = QGroupBox("Data")
@@ -183,32 +147,23 @@ class TrainWidget(QWidget):
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)
         form.addRow("Task", self.task_combo)
-        form.addRow("Model", self.arch_combo)
         window = QHBoxLayout()
         for axis, box in zip("ZYX", self.window):
             window.addWidget(QLabel(axis))
             window.addWidget(box)
         form.addRow("Window (voxels)", window)
-        form.addRow("Iterations", self.iterations)
-        form.addRow("Batch", self.batch)
-        form.addRow("Learning rate", self.learning_rate)
-        form.addRow("Time limit (min)", self.time_limit)
-        form.addRow("Zoom augmentation", self.zoom)
-        form.addRow("Crops on objects", self.object_crops)
-        form.addRow("Copy-paste objects", self.copy_paste)
+        for name, field in self.fields.items():
+            form.addRow(LABELS[name], field)
         form.addRow("Model name", self.model_name)
         form.addRow("Save in", self.out_dir)
         form.addRow("Fine-tune from", self.finetune)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
         bar = QHBoxLayout()
         bar.addWidget(self.progress, stretch=1)
         bar.addWidget(self.eta)
         layout = QVBoxLayout(self)
         layout.addWidget(data)
         layout.addWidget(settings)
-        layout.addLayout(buttons)
+        layout.addLayout(self.button_row())
         layout.addLayout(bar)
         layout.addWidget(self.loss_plot, stretch=1)
         layout.addWidget(self.status)
@@ -268,20 +223,13 @@ class TrainWidget(QWidget):
         elif task == "instance" and classes:
             names = [str(next(iter(classes.values())))]
         window = tuple(box.value() for box in self.window)
-        arch = self.arch_combo.currentData()
+        arch = field_value(self.arch_combo)
         if arch == "unet2d" and all(window[1:]):
             window = (1, *window[1:])
         settings = {
             "task": task,
             "window": window if all(window) else None,
-            "iterations": self.iterations.value(),
-            "batch": self.batch.value() or None,
-            "lr": self.learning_rate.value(),
-            "time_limit": self.time_limit.value() or None,
-            "architecture": arch,
-            "zoom": self.zoom.value(),
-            "object_crops": self.object_crops.value(),
-            "copy_paste": self.copy_paste.value(),
+            **{name: field_value(field) for name, field in self.fields.items()},
             "init_from": self.finetune.folder(),
             "class_names": names,
             "class_values": values,
@@ -290,53 +238,28 @@ class TrainWidget(QWidget):
         }
         return TrainConfig(**(settings | self.extra_settings))
 
-    def start(self):
-        """Start training in a worker thread; return the worker (None on a bad input)."""
+    def make_job(self, cancel: CancelToken) -> Job[str]:
+        """The training run of the chosen data and settings, into a new model folder."""
         from ...train.loop import train
 
-        try:
-            voxel_size = parse_voxel_size(self.voxel_size.text())
-            image = pick_volume(self.image_combo, self.image_file, "image")
-            labels = pick_volume(self.labels_combo, self.labels_file, "labels")
-            image = image.with_voxel_size(voxel_size)
-            labels = labels.with_voxel_size(voxel_size)
-            labels_layer = None if self.labels_file.text() else self.labels_combo.layer()
-            config = self.config(labels_layer)
-            name = self.model_name.text().strip() or "model"
-            out_dir = unique_folder(self.out_dir.text() or default_model_root(), name)
-        except (ValueError, OSError, TypeError) as err:
-            show_error(f"Train: {err}")
-            return None
+        voxel_size = parse_voxel_size(self.voxel_size.text())
+        image = pick_volume(self.image_combo, self.image_file, "image")
+        labels = pick_volume(self.labels_combo, self.labels_file, "labels")
+        image = image.with_voxel_size(voxel_size)
+        labels = labels.with_voxel_size(voxel_size)
+        labels_layer = None if self.labels_file.text() else self.labels_combo.layer()
+        config = self.config(labels_layer)
+        name = self.model_name.text().strip() or "model"
+        out_dir = unique_folder(self.out_dir.text() or default_model_root(), name)
         self.loss_plot.clear()
         self._smoothed = None
-        self.progress.setRange(0, config.iterations)
-        self.progress.setValue(0)
         self.eta.setText("ETA --")
-        self.status.setText("Training...")
-        self.cancel_token = CancelToken()
-        token = self.cancel_token
-        self.start_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self.worker = start_job(
-            lambda: train(image, labels, config, out_dir, cancel=token),
-            description=f"Training {out_dir.name}",
-            on_event=self._on_progress,
-            on_done=self._on_done,
-            on_finish=self._on_finish,
-        )
-        return self.worker
+        self.description = f"Training {out_dir.name}"
+        return train(image, labels, config, out_dir, cancel=cancel)
 
-    def stop(self) -> None:
-        """Ask training to stop after the current iteration, keeping a usable model."""
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
-            self.status.setText("Stopping: saving the model trained so far...")
-            self.stop_button.setEnabled(False)
-
-    def _on_progress(self, event: Progress) -> None:
-        if event.total:
-            self.progress.setMaximum(event.total)
-        self.progress.setValue(event.step)
+    def on_progress(self, event: Progress) -> None:
+        """Progress bar and status, the loss curves and the ETA."""
+        super().on_progress(event)
         metrics = event.metrics or {}
         if "loss" in metrics:
             loss = float(metrics["loss"])
@@ -348,10 +271,9 @@ class TrainWidget(QWidget):
             self.loss_plot.append("validation Dice", event.step, metrics["val_dice"])
         if "eta_s" in metrics:
             self.eta.setText(format_eta(metrics["eta_s"]))
-        if event.message:
-            self.status.setText(event.message)
 
-    def _on_done(self, folder) -> None:
+    def on_result(self, folder) -> None:
+        """The model folder of a finished (or stopped) run: its validation, the registry."""
         from ...models.config import ModelConfig
 
         self.model_folder = str(folder)
@@ -363,11 +285,6 @@ class TrainWidget(QWidget):
             show_info(f"Training finished: model saved in {folder}")
         refresh_all(self.model_folder)
         self.model_trained.emit(self.model_folder)
-
-    def _on_finish(self) -> None:
-        self.start_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        self.cancel_token = None
 
 
 def describe_validation(validation: dict) -> str:
@@ -388,14 +305,3 @@ def describe_validation(validation: dict) -> str:
             f"(painted {100 * c['volume_fraction_painted']:.1f} %)"
         )
     return f"On {validation['on']}: " + ", ".join(parts) + "."
-
-
-def send_to_train(viewer, labels: Labels, image: Image | None = None) -> TrainWidget:
-    """Choose ``labels`` in the Train panel (opening it if needed); return the panel."""
-    panels = [w for w in _INSTANCES if w.viewer is viewer]
-    if panels:
-        panel = panels[0]
-    else:
-        _dock, panel = viewer.window.add_plugin_dock_widget("napari-anatomics", TRAIN_DISPLAY_NAME)
-    panel.use_labels(labels, image)
-    return panel
