@@ -39,6 +39,7 @@ def make_maps(path: str) -> int:
     import zarr
     from scipy import ndimage as ndi
 
+    from napari_anatomics.io.probabilities import attributes, encode
     from napari_anatomics.io.samples import synthetic_sbfsem
 
     truth = synthetic_sbfsem(SHAPE, 120, voxel_size=(40, 10, 10), seed=1)
@@ -47,10 +48,10 @@ def make_maps(path: str) -> int:
         ndi.grey_dilation(labels, size=3) != labels
     )
     boundary = ndi.gaussian_filter(((labels > 0) & rim).astype(np.float32), 1.0)
-    maps = np.stack([labels > 0, boundary / boundary.max()])
+    maps = np.stack([labels > 0, boundary / boundary.max()]).astype(np.float32)
     array = zarr.create_array(path, shape=maps.shape, chunks=(2, 32, 256, 256), dtype="uint8")
-    array[:] = np.rint(maps * 255).astype(np.uint8)
-    array.attrs.update({"task": "instance", "channels": ["foreground", "boundary"]})
+    array[:] = encode(maps, "uint8")
+    array.attrs.update(attributes("uint8", ["foreground", "boundary"], "instance", [], None))
     return truth.n_objects
 
 
@@ -80,25 +81,24 @@ def child(method: str, maps_path: str, out: str) -> dict:
     start = time.perf_counter()
     if method == "blockwise":
         from napari_anatomics.core.progress import run_job
+        from napari_anatomics.segment.config import SegmentConfig
         from napari_anatomics.segment.postprocess import postprocess
 
-        result = run_job(
-            postprocess(
-                maps,
-                out,
-                seed_threshold=SEED,
-                boundary_threshold=BOUNDARY,
-                foreground_threshold=FOREGROUND,
-                halo=(8, 32, 32),
-            )
+        decoding = SegmentConfig(
+            seed_threshold=SEED,
+            boundary_threshold=BOUNDARY,
+            foreground_threshold=FOREGROUND,
+            halo=(8, 32, 32),
         )
+        result = run_job(postprocess(maps, out, decoding))
         n_objects = int(result.attrs["n_objects"])
     else:
         import cc3d
         from skimage.segmentation import watershed
 
-        fg = maps[0].astype(np.float32) / 255
-        boundary = maps[1].astype(np.float32) / 255
+        from napari_anatomics.io.probabilities import decode
+
+        fg, boundary = decode(maps[0]), decode(maps[1])
         seeds = cc3d.connected_components((fg >= SEED) & (boundary <= BOUNDARY), connectivity=26)
         labels = watershed(boundary, seeds, mask=fg >= FOREGROUND)
         n_objects = len(np.unique(labels)) - 1

@@ -72,13 +72,13 @@ def child(tool: str, image_path: str, out: str) -> dict:
     start = time.perf_counter()
     if tool == "anatomics":
         from napari_anatomics.core.progress import run_job
+        from napari_anatomics.predict.config import PredictConfig
         from napari_anatomics.predict.tiled import predict
         from napari_anatomics.predict.tiling import default_stride
 
         stride = default_stride(WINDOW, OVERLAP)
-        run_job(
-            predict(model, volume, out, stride=stride, batch=BATCH, threads=1, memory_mb=MEMORY_MB)
-        )
+        settings = PredictConfig(stride=stride, batch=BATCH, threads=1, memory_mb=MEMORY_MB)
+        run_job(predict(model, volume, out, settings))
     else:
         from monai.inferers import sliding_window_inference
 
@@ -93,7 +93,9 @@ def child(tool: str, image_path: str, out: str) -> dict:
                 mode="gaussian",
                 padding_mode="reflect",
             )[0].numpy()
-        quantized = np.rint(np.clip(prob, 0, 1) * 255).astype(np.uint8)
+        from napari_anatomics.io.probabilities import encode
+
+        quantized = encode(prob.astype(np.float32), "uint8")
         zarr.open_group(out, mode="w").create_array(
             "probabilities", data=quantized, chunks=(2, 32, 256, 256)
         )

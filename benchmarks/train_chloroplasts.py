@@ -128,8 +128,11 @@ from napari_anatomics.core.progress import run_job
 from napari_anatomics.core.volume import Volume
 from napari_anatomics.io.read import open_volume
 from napari_anatomics.models.store import load_model
+from napari_anatomics.predict.config import PredictConfig
 from napari_anatomics.predict.tiled import predict
+from napari_anatomics.segment.config import SegmentConfig
 from napari_anatomics.segment.postprocess import postprocess
+from napari_anatomics.tasks.autolabel import autolabel
 from napari_anatomics.train.loop import train
 from napari_anatomics.train.recipe import TrainConfig, default
 
@@ -144,13 +147,18 @@ def _objects(labels: np.ndarray) -> np.ndarray:
 
 def _decode(probs, out: Path, levels: dict):
     """Seeded watershed (:func:`postprocess`) with these instance settings."""
-    return run_job(postprocess(probs, out, task="instance", overwrite=True, **levels))
+    decoding = SegmentConfig(**levels)
+    return run_job(postprocess(probs, out, decoding, task="instance", overwrite=True))
+
+
+def _settings(args) -> PredictConfig:
+    """Tiled prediction: batch 2, ``--tta`` flips, ``--threads``."""
+    return PredictConfig(batch=2, tta=args.tta, threads=args.threads)
 
 
 def _predict(model, image: Volume, out: Path, args):
-    """Tiled prediction (batch 2, ``--tta`` flips) of one strip into ``out``."""
-    job = predict(model, image, out, batch=2, tta=args.tta, threads=args.threads, overwrite=True)
-    return run_job(job)
+    """Tiled prediction of one strip into ``out``."""
+    return run_job(predict(model, image, out, _settings(args), overwrite=True))
 
 
 def _tune(model, image: Volume, truth: np.ndarray, work: Path, levels: dict, args) -> dict:
@@ -330,8 +338,15 @@ def main() -> None:
         levels = _tune(model, tune_image, tune_truth, work, levels, args)
     test_image = Volume(image.data[test_x], image.voxel_size, "user", name="test")
     t1 = time.perf_counter()
-    probs = _predict(model, test_image, work / "pred.zarr", args)
-    result = _decode(probs, work / "pred.zarr", levels)
+    job = autolabel(
+        test_image,
+        model,
+        work / "pred.zarr",
+        predict=_settings(args),
+        segment=SegmentConfig(**levels),
+        overwrite=True,
+    )
+    result = run_job(job).labels
     predict_s = time.perf_counter() - t1
     truth = _objects(np.asarray(labels.data[test_x]))
     ev = evaluate(np.asarray(result), truth, image.voxel_size)

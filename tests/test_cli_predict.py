@@ -9,12 +9,16 @@ import torch
 import zarr
 
 from napari_anatomics.cli import main
-from napari_anatomics.core.progress import run_job
+from napari_anatomics.core.progress import CancelToken, run_job
+from napari_anatomics.io.read import open_volume
 from napari_anatomics.io.samples import synthetic_sbfsem
 from napari_anatomics.models import build_network, plan_architecture
 from napari_anatomics.models.config import ModelConfig
 from napari_anatomics.models.store import save_model
+from napari_anatomics.predict.config import PredictConfig
+from napari_anatomics.segment.config import SegmentConfig
 from napari_anatomics.segment.postprocess import postprocess
+from napari_anatomics.tasks.autolabel import autolabel
 
 LEVELS = [
     "--seed-threshold",
@@ -90,20 +94,19 @@ def test_predict_writes_probabilities_labels_and_settings(model_and_image, capsy
     assert attrs["postprocess"]["min_seed_size"] == 5
     # the labels are the post-processing of the stored maps (exact: the same uint8
     # maps through the same code)
-    expected = run_job(
-        postprocess(
-            probabilities,
-            root / "check.zarr",
-            min_size=3,
-            seed_threshold=0.5,
-            boundary_threshold=0.6,
-            foreground_threshold=0.45,
-            seed_erosion=1,
-            seed_depth=0.3,
-            seed_depth_radius=8,
-            min_seed_size=5,
-        )
+    decoding = SegmentConfig(
+        min_size=3,
+        seed_threshold=0.5,
+        boundary_threshold=0.6,
+        foreground_threshold=0.45,
+        seed_erosion=1,
+        seed_depth=0.3,
+        seed_depth_radius=8,
+        min_seed_size=5,
     )
+    recorded = {"task": "instance", **decoding.to_dict(), "block": [12, 64, 80]}
+    assert attrs["postprocess"] == recorded
+    expected = run_job(postprocess(probabilities, root / "check.zarr", decoding))
     np.testing.assert_array_equal(labels[:], expected[:])
     assert f"{labels.attrs['n_objects']} objects" in capsys.readouterr().out
     # `anatomics postprocess` gives the same labels
@@ -144,6 +147,38 @@ def test_predict_options_and_errors(model_and_image, capsys):
     assert "not a model folder" in capsys.readouterr().err
     assert main(["postprocess", str(root / "none.zarr"), "--out", str(out)]) == 1
     assert "no such prediction" in capsys.readouterr().err
+
+
+def test_autolabel_records_resumes_and_keeps_labels(model_and_image):
+    """The one auto-label job: provenance written, a stopped run resumes, labels kept."""
+    model, image_path, root = model_and_image
+    image = open_volume(str(image_path), voxel_size=(40, 20, 20))
+    out = root / "job.zarr"
+    settings = PredictConfig(memory_mb=0.05, chunks=(6, 32, 40), precision="float32")
+    cancel = CancelToken()
+    job = autolabel(image, str(model), out, predict=settings, cancel=cancel)
+    for event in job:
+        if isinstance(event.payload, tuple):  # one region written: stop
+            cancel.cancel()
+    assert "probabilities" not in zarr.open_group(str(out))
+    events = []
+    result = run_job(autolabel(image, str(model), out, predict=settings), events.append)
+    assert events[0].message.startswith("predict: resuming: 1/")
+    assert {e.message.split(":")[0] for e in events} >= {"predict", "postprocess"}
+    assert not result.kept and result.segment == SegmentConfig()
+    attrs = dict(zarr.open_group(str(out)).attrs)
+    assert attrs["model"]["folder"] == str(model) and attrs["image"] == image.source
+    assert attrs["prediction"] == result.probabilities.attrs["prediction"]
+    assert attrs["postprocess"] == result.labels.attrs["postprocess"]
+    # run again: the finished maps are reused and the labels (perhaps edited) are kept
+    result.labels[0, 0, 0] = 77
+    again = run_job(autolabel(image, str(model), out, predict=settings))
+    assert again.kept and again.labels[0, 0, 0] == 77
+    replaced = run_job(
+        autolabel(image, str(model), out, predict=settings, segment=SegmentConfig(min_size=5),
+                  overwrite=True)
+    )  # fmt: skip
+    assert not replaced.kept and replaced.labels.attrs["postprocess"]["min_size"] == 5
 
 
 @pytest.mark.slow

@@ -9,8 +9,10 @@ import zarr
 
 from napari_anatomics.core.progress import CancelToken, run_job
 from napari_anatomics.core.volume import Volume
+from napari_anatomics.io.probabilities import decode
 from napari_anatomics.models.config import ModelConfig
 from napari_anatomics.models.store import TrainedModel
+from napari_anatomics.predict.config import PredictConfig
 from napari_anatomics.predict.region import RegionPredictor
 from napari_anatomics.predict.tiled import predict
 from napari_anatomics.predict.tiling import TilePlan, check_stride
@@ -87,7 +89,8 @@ def test_blending_reproduces_whole_volume_inference(image, tmp_path):
     quantized, _ = run(model, image, tmp_path / "q.zarr")
     assert quantized.dtype == np.uint8
     # half a step of rounding, plus F32_REGROUPED for the maps themselves
-    assert np.abs(quantized[:] / 255.0 - ref).max() <= 0.5 / 255 + F32_REGROUPED["atol"]
+    assert np.abs(decode(quantized[:]) - ref).max() <= 0.5 / 255 + F32_REGROUPED["atol"]
+    assert quantized.attrs["encoding"] == "probability = value / 255"
     attrs = dict(result.attrs)
     assert attrs["channels"] == ["foreground", "boundary"]
     assert attrs["voxel_size_nm"] == list(Volume(image).voxel_size)
@@ -155,6 +158,22 @@ def test_tta_with_symmetric_model_equals_plain(image, tmp_path, tta, mode):
     assert np.abs(a[:] - b[:]).max() > 1e-3  # 500x F32_REGROUPED: a real change
     with pytest.raises(ValueError, match="tta"):
         run(model, image, tmp_path / "e.zarr", tta=3)
+
+
+def test_settings_are_one_config_and_tta_defaults_to_the_models(image, tmp_path):
+    model = conv_model(seed=3)
+    model.config.decoding = {"tta": 4, "min_size": 10}
+    settings = PredictConfig(output="float32", chunks=(8, 16, 16), threads=1,
+                             precision="float32")  # fmt: skip
+    chosen = run_job(predict(model, Volume(image), tmp_path / "m.zarr", settings))
+    assert chosen.attrs["prediction"]["tta"] == 4
+    # a keyword replaces the config's setting; the maps are those of an explicit tta=4
+    explicit, _ = run(model, image, tmp_path / "e.zarr", output="float32", tta=4)
+    np.testing.assert_allclose(chosen[:], explicit[:], **F32_REGROUPED)
+    plain = run_job(predict(model, Volume(image), tmp_path / "p.zarr", settings, tta=0))
+    assert plain.attrs["prediction"]["tta"] == 0
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        run_job(predict(model, Volume(image), tmp_path / "b.zarr", settings, batch=0))
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])

@@ -9,7 +9,9 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from napari_anatomics.core.progress import run_job
+from napari_anatomics.io.probabilities import encode
 from napari_anatomics.io.samples import synthetic_sbfsem
+from napari_anatomics.segment.config import SEGMENT, SegmentConfig
 from napari_anatomics.segment.postprocess import postprocess
 from napari_anatomics.segment.stitching import neighbour_offsets
 
@@ -45,8 +47,8 @@ def test_semantic_components_equal_whole_volume(tmp_path, connectivity):
         postprocess(
             class_maps(cls, 3),
             tmp_path / "l.zarr",
+            SegmentConfig(connectivity=connectivity),
             task="semantic",
-            connectivity=connectivity,
             block=(8, 16, 16),
             voxel_size=(40, 10, 10),
         )
@@ -58,6 +60,10 @@ def test_semantic_components_equal_whole_volume(tmp_path, connectivity):
     assert same_partition(labels, expected)
     assert np.array_equal(np.unique(labels), np.arange(expected.max() + 1))  # sequential
     assert result.attrs["voxel_size_nm"] == [40, 10, 10]
+    recorded = dict(result.attrs["postprocess"])
+    assert SegmentConfig(**{k: recorded[k] for k in SEGMENT}) == SegmentConfig(
+        connectivity=connectivity
+    )
     # each object keeps its class
     label_classes = np.asarray(result.attrs["label_classes"])
     assert np.array_equal(label_classes[labels], cls)
@@ -177,7 +183,7 @@ def test_instance_distance_channel_splits_touching_objects(tmp_path):
         edt = ndi.distance_transform_edt(np.pad(labels == i, 1))[1:-1, 1:-1, 1:-1]
         dist += edt / edt.max()
     fg, boundary = (labels > 0).astype(np.float32), np.zeros(labels.shape, np.float32)
-    maps = np.rint(np.stack([fg, boundary, dist]) * 255).astype(np.uint8)  # uint8 storage
+    maps = encode(np.stack([fg, boundary, dist]).astype(np.float32), "uint8")
     kwargs = {"task": "instance", "block": (4, 16, 16), "halo": (2, 8, 8)}
     out = run_job(
         postprocess(

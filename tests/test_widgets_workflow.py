@@ -13,7 +13,7 @@ import zarr
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
-import napari_anatomics.napari.panels.train as train_panel_module
+import napari_anatomics.napari.jobs as jobs_module
 from napari_anatomics.analyze.measure import read_csv
 from napari_anatomics.analyze.meshes import read_ply
 from napari_anatomics.core.progress import CancelToken, run_job
@@ -21,6 +21,7 @@ from napari_anatomics.io.read import open_volume
 from napari_anatomics.io.samples import load_sample
 from napari_anatomics.models.config import ModelConfig
 from napari_anatomics.models.store import load_model
+from napari_anatomics.napari.handoff import send_to_train
 from napari_anatomics.napari.layers import (
     LayerCombo,
     PathEdit,
@@ -33,7 +34,7 @@ from napari_anatomics.napari.panels.annotate import AnnotateWidget, annotated_sl
 from napari_anatomics.napari.panels.autolabel import AutoLabelWidget, LiveLabels
 from napari_anatomics.napari.panels.export import LABEL_FORMATS, ExportWidget
 from napari_anatomics.napari.panels.proofread import ProofreadWidget
-from napari_anatomics.napari.panels.train import TrainWidget, send_to_train
+from napari_anatomics.napari.panels.train import TrainWidget
 from napari_anatomics.napari.plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics.train.loop import TrainConfig, train
 
@@ -324,7 +325,7 @@ def test_train_live_loss_curve_responsive_and_stop(sample_viewer, qtbot, tmp_pat
         tokens.append(GuiTurnToken())
         return tokens[-1]
 
-    monkeypatch.setattr(train_panel_module, "CancelToken", token)
+    monkeypatch.setattr(jobs_module, "CancelToken", token)  # each run's token
     widget = _train_panel(sample_viewer, qtbot, tmp_path, iterations=8)
     assert widget.voxel_size.text() == "40,40,40"
     gaps: list[float] = []

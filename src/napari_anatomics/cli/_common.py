@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from ..core.progress import Job, Progress
+from ..core.settings import parse_triple
 from ..core.volume import parse_voxel_size
 
 T = TypeVar("T")
@@ -23,16 +24,6 @@ def add_voxel_size(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="X,Y,Z",
         help="voxel size in nm as x,y,z (e.g. 10,10,40) when the file does not record it",
-    )
-
-
-def add_precision(parser: argparse.ArgumentParser) -> None:
-    """Add ``--precision auto|mixed|float32`` (see ``training_runtime.PRECISIONS``)."""
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "mixed", "float32"),  # not imported: that would load torch
-        default="auto",
-        help="mixed precision: auto uses it on CUDA and on CPUs with bfloat16 hardware",
     )
 
 
@@ -94,14 +85,9 @@ def _voxel_size(text: str) -> tuple[float, float, float]:
 def triple(text: str) -> tuple[int, int, int]:
     """argparse type for ``Z,Y,X`` integer triples (windows, strides)."""
     try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three integers Z,Y,X") from None
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three positive integers Z,Y,X")
-    return values  # type: ignore[return-value]
+        return parse_triple(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run_with_bar(job: Job[T], desc: str, quiet: bool = False, notes: bool = True) -> T:

@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..io.outputs import check_train_output
-from ..train.recipe import SETTINGS
-from ._common import add_voxel_size, run_with_bar, triple
+from ..core.settings import add_option, add_options, given
+from ..train.outputs import check_train_output
+from ..train.recipe import RECIPE, SETTINGS
+from ._common import add_voxel_size, run_with_bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,70 +42,21 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     """Add one option per training setting of :data:`napari_anatomics.train.recipe.SETTINGS`.
 
     Options default to None ("not given"): the recipe's default (or the data's
-    choice) applies, and the help text shows it.
+    choice) applies, and the help text shows it. ``--task`` is required.
     """
-    for setting in SETTINGS:
-        if not setting.cli:
-            continue
-        kwargs: dict = {"dest": setting.name, "default": None, "help": _help(setting)}
-        if setting.name == "task":
-            kwargs |= {"required": True, "default": setting.default}
-        if setting.kind == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif setting.choices:
-            kwargs["choices"] = setting.choices
-        elif setting.kind in ("int", "float"):
-            kwargs["type"] = _ranged(setting)
-        elif setting.kind == "triple":
-            kwargs["type"] = triple
-        elif setting.kind == "names":
-            kwargs["type"] = _names
-        if setting.metavar and "choices" not in kwargs and setting.kind != "bool":
-            kwargs["metavar"] = setting.metavar
-        parser.add_argument(setting.flag, *setting.aliases, **kwargs)
-
-
-def _help(setting) -> str:
-    if setting.auto:
-        return f"{setting.help} (default: {setting.auto})"
-    if setting.default is None or setting.name == "task":
-        return setting.help
-    shown = setting.default
-    if setting.kind == "bool":
-        shown = "on" if shown else "off"
-    return f"{setting.help} (default {shown})".replace("%", "%%")
-
-
-def _ranged(setting):
-    cast = int if setting.kind == "int" else float
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-            setting.check(value)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err) if "must" in str(err) else (
-                f"{text!r} is not a{'n integer' if cast is int else ' number'}"
-            )) from None
-        return value
-
-    parse.__name__ = setting.kind
-    return parse
-
-
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+    add_options(parser, SETTINGS, skip=("task",))
+    task = RECIPE["task"]
+    add_option(parser, task, required=True, default=task.default, help=task.help)
 
 
 def train_config(args: argparse.Namespace):
     """The :class:`~napari_anatomics.train.recipe.TrainConfig` of parsed ``train`` options."""
     from ..train.recipe import TrainConfig
 
-    given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli}
-    given = {k: v for k, v in given.items() if v is not None}
-    if "init_from" in given:
-        given["init_from"] = str(given["init_from"])
-    return TrainConfig(voxel_size=args.voxel_size, **given)
+    values = given(args, SETTINGS)
+    if "init_from" in values:
+        values["init_from"] = str(values["init_from"])
+    return TrainConfig(voxel_size=args.voxel_size, **values)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@
 stack, blends the overlaps (see :mod:`~napari_anatomics.predict.tiling`) and writes
 probability maps ``(C, Z, Y, X)`` at full resolution to a chunked zarr array.
 The stack is processed region by region (blocks of output chunks): peak memory
-grows with the region, tile and batch, never with the stack.
+grows with the region, tile and batch, never with the stack. Its settings
+are a :class:`~napari_anatomics.predict.config.PredictConfig`; the maps are
+stored as :mod:`~napari_anatomics.io.probabilities` says.
 
 While running, the array lives under a hidden name ``.<component>.partial``
 in the zarr group together with the list of finished regions, so a run that
@@ -16,23 +18,23 @@ written the array is renamed to ``<component>``.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from ..core.files import replace_path
 from ..core.progress import CancelToken, Job, Progress
 from ..core.runtime import cpu_threads
 from ..core.volume import Volume
+from ..io.probabilities import attributes
 from ..models.store import TrainedModel
+from .config import PredictConfig
+from .outputs import write_region
 from .region import RegionPredictor
 from .tiling import TilePlan
-
-OUTPUTS = ("uint8", "float16", "float32")
 
 
 def partial_path_of(out: str | Path, component: str = "probabilities") -> Path:
@@ -47,23 +49,13 @@ def predict(
     model: TrainedModel,
     image: Volume,
     out: str | Path,
+    config: PredictConfig | None = None,
     *,
-    stride: Sequence[int] | None = None,
-    tta: int = 0,
-    tta_mode: str = "mean",
-    batch: int = 2,
-    output: str = "uint8",
     component: str = "probabilities",
-    chunks: Sequence[int] | None = None,
-    memory_mb: float = 256.0,
-    blend: str = "gaussian",
-    threads: int | None = None,
-    precision: str = "auto",
-    scheduler: str | None = None,
     security: Any = None,
-    workers: int | None = None,
     overwrite: bool = False,
     cancel: CancelToken | None = None,
+    **settings: Any,
 ) -> Job[Any]:
     """Predict probability maps for a whole stack, tile by tile, into zarr.
 
@@ -75,47 +67,27 @@ def predict(
         The (z, y, x) stack; read lazily, one region at a time.
     out : str or Path
         A zarr group (created if missing); the maps go to ``out/component``.
-    stride : sequence of 3 int, optional
-        Tile step (z, y, x) in model voxels; default: the window minus 25 %.
-        Must not exceed the window.
-    tta : {0, 4, 8}
-        Test-time augmentation: none, 4 flips, or 8 flips/rotations.
-    tta_mode : {"mean", "max"}
-        How augmented predictions are combined.
-    batch : int
-        Tiles per network call. On CPUs PyTorch runs 3D convolutions of a
-        batch of 1 on a slow path (about 4x slower), hence the default of 2.
-    output : {"uint8", "float16", "float32"}
-        Storage of the probabilities: uint8 (``p * 255``, rounded) or float.
+    config : PredictConfig, optional
+        The settings (:data:`napari_anatomics.predict.config.SETTINGS` says
+        what each does); default :class:`PredictConfig`'s. ``tta`` None is
+        the model's choice (``decoding["tta"]``, else 0). ``device`` is the
+        loader's business (:func:`~napari_anatomics.models.store.load_model`):
+        the model runs where it is. ``scheduler`` (a dask.distributed address)
+        lets the scheduler and its workers run code on this machine: use
+        only a cluster you control.
     component : str
         Name of the array inside the group.
-    chunks : sequence of 3 int, optional
-        Output chunk (z, y, x), default (32, 256, 256) clipped to the stack.
-    memory_mb : float
-        Budget for one processing region (a block of chunks), which sets its
-        size, and again for predicted tiles kept for the next regions (tiles
-        straddling region borders are predicted once while this cache holds them).
-    blend : {"gaussian", "linear"}
-        Weight profile used to blend overlapping tiles.
-    threads : int, optional
-        Torch CPU threads (default: all cores); ignored on CUDA.
-    precision : {"auto", "mixed", "float32"}
-        Mixed precision (bfloat16 on the CPU) or float32; "auto" mixes on CUDA
-        and on CPUs with bfloat16 hardware (twice as fast there).
-    scheduler : str, optional
-        Address of a dask.distributed scheduler to run regions on. dask sends
-        pickled objects both ways, so the scheduler and its workers can run
-        code on this machine: use only a cluster you control.
     security : distributed.security.Security, optional
-        TLS settings for ``scheduler`` (a ``tls://`` address); default: dask's
-        configuration (``distributed.comm.tls.*``).
-    workers : int, optional
-        Start a local cluster of this many worker processes instead.
+        TLS settings for ``config.scheduler`` (a ``tls://`` address); default:
+        dask's configuration (``distributed.comm.tls.*``).
     overwrite : bool
         Replace an existing finished array; otherwise it is an error unless it
         was written with the same settings (then it is returned as is).
     cancel : CancelToken, optional
         Checked between batches; a cancelled run returns None and can be resumed.
+    **settings
+        Fields of :class:`PredictConfig` that replace ``config``'s
+        (``predict(model, image, out, tta=4)``).
 
     Yields
     ------
@@ -126,41 +98,41 @@ def predict(
     Returns
     -------
     zarr.Array or None
-        The finished ``(C, Z, Y, X)`` array, None when cancelled.
+        The finished ``(C, Z, Y, X)`` array (:mod:`~napari_anatomics.io.probabilities`
+        format), None when cancelled.
     """
     import zarr
 
+    config = replace(config or PredictConfig(), **settings)
+    config.check_ranges()
     if image.ndim != 3:
         raise ValueError(
             f"{image.name}: prediction needs a 3D stack (z, y, x), got shape {image.shape}"
         )
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
     if not component or "/" in component or component.startswith("."):
         raise ValueError(f"component {component!r} must be a plain array name")
-    if scheduler is not None and workers is not None:
-        raise ValueError("give either a scheduler address or a number of workers, not both")
-    config = model.config
+    tta = config.tta if config.tta is not None else int(model.config.decoding.get("tta", 0))
+    output = config.output
     plan = TilePlan.create(
         image.shape,
-        config.window,
-        stride=stride,
-        downsample=config.downsample,
-        chunks=chunks,
-        channels=config.out_channels,
-        memory_mb=memory_mb,
-        blend=blend,
+        model.config.window,
+        stride=config.stride,
+        downsample=model.config.downsample,
+        chunks=config.chunks,
+        channels=model.config.out_channels,
+        memory_mb=config.memory_mb,
+        blend=config.blend,
     )
     predictor = RegionPredictor(
         model,
         plan,
         tta=tta,
-        tta_mode=tta_mode,
-        batch=batch,
-        cache_mb=memory_mb,
-        precision=precision,
+        tta_mode=config.tta_mode,
+        batch=config.batch,
+        cache_mb=config.memory_mb,
+        precision=config.precision,
     )
-    settings = {
+    recorded = {
         "shape": list(plan.shape),
         "window": list(plan.window),
         "stride": list(plan.stride),
@@ -168,9 +140,9 @@ def predict(
         "downsample": list(plan.downsample),
         "chunks": list(plan.chunks),
         "region": list(plan.region),
-        "blend": blend,
+        "blend": config.blend,
         "tta": int(tta),
-        "tta_mode": tta_mode,
+        "tta_mode": config.tta_mode,
         "output": output,
         "precision": predictor.precision,
         "model": model_fingerprint(model),
@@ -179,14 +151,14 @@ def predict(
     group = zarr.open_group(str(out), mode="a")
     final_path, partial_path = Path(out) / component, partial_path_of(out, component)
     if component in group:
-        if not overwrite and dict(group[component].attrs).get("prediction") == settings:
+        if not overwrite and dict(group[component].attrs).get("prediction") == recorded:
             return group[component]
         if not overwrite:
             raise FileExistsError(
                 f"{out} already holds {component!r} predicted with other settings; "
                 "choose another output or overwrite it (--overwrite)"
             )
-    array, done = _open_partial(group, partial_path, plan, config, settings, output, image)
+    array, done = _open_partial(group, partial_path, plan, model.config, recorded, output, image)
     todo = [i for i in range(len(plan.regions)) if i not in done]
     tiles_per_region = [len(plan.tiles_for(plan.model_range(r))) for r in plan.regions]
     total = sum(tiles_per_region)
@@ -194,7 +166,7 @@ def predict(
     if done:
         yield Progress(step, total, f"resuming: {len(done)}/{len(plan.regions)} regions done")
 
-    if scheduler is not None or workers is not None:
+    if config.scheduler is not None or config.workers is not None:
         from .distributed import predict_regions
 
         events = predict_regions(
@@ -204,9 +176,9 @@ def predict(
             str(partial_path),
             todo,
             output,
-            scheduler=scheduler,
+            scheduler=config.scheduler,
             security=security,
-            workers=workers,
+            workers=config.workers,
         )
         for index in events:
             done.add(index)
@@ -224,7 +196,7 @@ def predict(
     else:
         previous = torch.get_num_threads()
         if not predictor.cuda:
-            torch.set_num_threads(cpu_threads(threads))
+            torch.set_num_threads(cpu_threads(config.threads))
         try:
             for index in todo:
                 region = plan.regions[index]
@@ -252,22 +224,9 @@ def predict(
         finally:
             torch.set_num_threads(previous)
 
-    if component in group:
-        shutil.rmtree(final_path)
     del array.attrs["done_regions"]
-    os.replace(partial_path, final_path)
+    replace_path(partial_path, final_path)
     return zarr.open_group(str(out), mode="r+")[component]
-
-
-def write_region(array, region: Sequence[slice], probs: np.ndarray, output: str) -> None:
-    """Quantize ``(C, *region)`` float32 probabilities (in place) and write them."""
-    if output == "uint8":  # in place: no full-size temporaries
-        np.clip(probs, 0.0, 1.0, out=probs)
-        probs *= 255.0
-        data = np.rint(probs, out=probs).astype(np.uint8)
-    else:
-        data = probs.astype(output)
-    array[(slice(None), *region)] = data
 
 
 def model_fingerprint(model: TrainedModel) -> dict[str, Any]:
@@ -298,12 +257,7 @@ def _open_partial(group, path: Path, plan, config, settings, output, image):
     channels = config.out_channels
     attrs = {
         "prediction": settings,
-        "voxel_size_nm": list(image.voxel_size),
-        "axes": ["c", "z", "y", "x"],
-        "channels": list(config.targets),
-        "task": config.task,
-        "classes": list(config.classes),
-        "encoding": "probability = value / 255" if output == "uint8" else "probability",
+        **attributes(output, config.targets, config.task, config.classes, image.voxel_size),
         "done_regions": [],
     }
     array = group.create_array(

@@ -18,16 +18,19 @@
   borders with their global seed id; then removal of small objects.
 
 Input is a ``(C, Z, Y, X)`` array (the zarr written by
-:func:`~napari_anatomics.predict.tiled.predict`, whose attributes give the task,
-channel names and voxel size; uint8 maps are read as ``value / 255``). Output
-is a uint32 zarr array of sequential ids with the voxel size attached. Memory
-is bounded by one block (plus its halo) and one number per object.
+:func:`~napari_anatomics.predict.tiled.predict`, read through
+:class:`~napari_anatomics.io.probabilities.ProbabilityMaps`: its attributes
+give the task, channel names and voxel size). The settings are a
+:class:`~napari_anatomics.segment.config.SegmentConfig`. Output is a uint32
+zarr array of sequential ids with the voxel size attached. Memory is bounded
+by one block (plus its halo) and one number per object.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,89 +38,53 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
+from ..core.blocks import DEFAULT_CHUNKS, iter_blocks
+from ..core.files import replace_path
 from ..core.progress import CancelToken, Job, Progress
-from ..predict.tiling import DEFAULT_CHUNKS
-from .stitching import block_slices, label_blocks, relabel_blocks, sequential_lut
-
-#: Instance settings that split objects joined by a neck thin for their size,
-#: where the model saw no boundary (the Auto-label panel's "Split touching
-#: objects" and ``anatomics demo``).
-SPLIT_TOUCHING = {"seed_depth": 0.5, "min_seed_size": 100}
+from ..io.probabilities import ProbabilityMaps
+from .config import SegmentConfig
+from .stitching import label_blocks, relabel_blocks, sequential_lut
 
 
 def postprocess(
     probabilities: Any,
     out: str | Path,
+    config: SegmentConfig | None = None,
     *,
     task: str | None = None,
     component: str = "labels",
-    min_size: int = 0,
-    connectivity: int = 26,
-    thresholds: Sequence[float] | None = None,
-    seed_threshold: float = 0.8,
-    boundary_threshold: float = 0.3,
-    foreground_threshold: float = 0.5,
-    distance_threshold: float = 0.5,
-    seed_erosion: int = 0,
-    seed_depth: float = 0.0,
-    seed_depth_radius: int = 60,
-    min_seed_size: int = 0,
-    halo: Sequence[int] = (8, 32, 32),
     channels: Sequence[str] | None = None,
     voxel_size: Sequence[float] | None = None,
     block: Sequence[int] | None = None,
     overwrite: bool = False,
     cancel: CancelToken | None = None,
+    **settings: Any,
 ) -> Job[Any]:
     """Label objects in probability maps, blockwise, into ``out/component``.
 
     Parameters
     ----------
     probabilities : zarr.Array or array-like
-        ``(C, Z, Y, X)`` maps; uint8 means ``value / 255``.
+        ``(C, Z, Y, X)`` maps as :mod:`~napari_anatomics.io.probabilities`
+        stores them (uint8 means ``value / 255``).
     out : str or Path
         zarr group to write into (created if missing).
+    config : SegmentConfig, optional
+        The decoding (:data:`napari_anatomics.segment.config.SETTINGS` says
+        what each setting does); default :class:`SegmentConfig`'s. Semantic
+        maps: per-class ``thresholds`` (default: argmax), ``connectivity``,
+        ``min_size``. Instance maps: seeds where foreground >=
+        ``seed_threshold`` and boundary <= ``boundary_threshold`` (and
+        distance >= ``distance_threshold`` when there is a distance map),
+        thinned by ``seed_erosion`` voxels or to ``seed_depth`` times the
+        deepest voxel of their region within ``seed_depth_radius`` (the larger
+        wins), seeds under ``min_seed_size`` dropped; a watershed of the
+        voxels with foreground >= ``foreground_threshold``, read with ``halo``
+        voxels around each block; then ``min_size``.
     task : {"semantic", "instance"}, optional
         Default: the ``task`` attribute of ``probabilities``.
     component : str
         Name of the labels array in the group.
-    min_size : int
-        Objects with fewer voxels are removed (become background).
-    connectivity : {6, 18, 26}
-        Neighbourhood for connected components (semantic objects, instance seeds).
-    thresholds : sequence of float, optional
-        Semantic: a probability threshold per class (background excluded); a
-        voxel takes the most probable class over its threshold. Default: argmax.
-    seed_threshold, boundary_threshold : float
-        Instance seeds: foreground >= seed_threshold and boundary <= boundary_threshold.
-    foreground_threshold : float
-        Instance: voxels with foreground below this stay background.
-    distance_threshold : float
-        Instance maps with a ``distance`` channel: seeds also need distance >= this,
-        and the watershed floods ``boundary - distance``.
-    seed_erosion : int
-        Instance: keep only seed voxels at least this many voxels (in-plane,
-        full resolution) inside the seed region. Splits objects joined by a
-        neck narrower than twice this; an object thinner than that gets no
-        seed and is left out. 0 (default) keeps seeds as thresholded.
-    seed_depth : float
-        Instance: keep only seed voxels whose in-plane depth (distance to the
-        seed region's edge) is at least this fraction of the deepest voxel of
-        the same seed region within ``seed_depth_radius`` steps (depths capped
-        at the radius). Splits objects joined by a neck that is thin compared
-        with the objects, whatever their size; separate seed regions do not
-        affect each other. 0.5 is a good start, 0 (default) turns it off.
-        Combines with ``seed_erosion`` (the larger wins).
-    seed_depth_radius : int
-        Instance: the reach of ``seed_depth``, in voxels (full resolution);
-        about an object's radius. Blocks are read with a halo of twice this,
-        and the cost grows with it (one 3 x 3 filter pass per voxel of radius).
-    min_seed_size : int
-        Instance: seeds with fewer voxels (after erosion, counted over the
-        whole volume) are dropped before the watershed, so a speck of low
-        boundary inside an object does not split it off. 0 keeps all seeds.
-    halo : sequence of 3 int
-        Instance: voxels (z, y, x) read around each block for the watershed.
     channels : sequence of str, optional
         Channel names; default the ``channels`` attribute, else the standard
         order for the task.
@@ -129,6 +96,9 @@ def postprocess(
         Replace an existing ``component``.
     cancel : CancelToken, optional
         Checked between blocks; a cancelled run returns None and leaves nothing.
+    **settings
+        Fields of :class:`SegmentConfig` that replace ``config``'s
+        (``postprocess(maps, out, min_size=50)``).
 
     Yields
     ------
@@ -142,41 +112,17 @@ def postprocess(
     """
     import zarr
 
-    attrs = dict(getattr(probabilities, "attrs", {}) or {})
-    task = task or attrs.get("task")
-    if task not in ("semantic", "instance"):
-        raise ValueError(
-            "say whether the maps are 'semantic' or 'instance' (--task): "
-            f"the input does not record it (got {task!r})"
-        )
-    if np.ndim(probabilities) != 4:
-        raise ValueError(
-            f"probabilities must be (C, Z, Y, X), got shape {np.shape(probabilities)}"
-        )
-    n_channels = probabilities.shape[0]
-    channels = list(channels or attrs.get("channels") or _default_channels(task, n_channels))
-    voxel = voxel_size or attrs.get("voxel_size_nm")
-    shape = tuple(probabilities.shape[1:])
+    config = replace(config or SegmentConfig(), **settings)
+    config.check_ranges()
+    maps = ProbabilityMaps(probabilities, task, channels)
+    task = maps.task
+    voxel = voxel_size or maps.voxel_size
+    shape = maps.shape
     if block is None:
         block = getattr(probabilities, "chunks", None)
         block = tuple(block[1:]) if block and isinstance(block[0], int) else DEFAULT_CHUNKS
     block = tuple(max(1, min(int(b), s)) for b, s in zip(block, shape))
-    settings = {
-        "task": task,
-        "min_size": int(min_size),
-        "connectivity": int(connectivity),
-        "thresholds": list(thresholds) if thresholds is not None else None,
-        "seed_threshold": seed_threshold,
-        "boundary_threshold": boundary_threshold,
-        "foreground_threshold": foreground_threshold,
-        "distance_threshold": distance_threshold,
-        "seed_erosion": int(seed_erosion),
-        "seed_depth": float(seed_depth),
-        "seed_depth_radius": int(seed_depth_radius),
-        "min_seed_size": int(min_seed_size),
-        "halo": list(halo),
-        "block": list(block),
-    }
+    recorded = {"task": task, **config.to_dict(), "block": list(block)}
 
     group = zarr.open_group(str(out), mode="a")
     if component in group and not overwrite:
@@ -190,40 +136,27 @@ def postprocess(
     def create(name, dtype):
         return group.create_array(name=name, shape=shape, chunks=block, dtype=dtype, fill_value=0)
 
-    maps = _Maps(probabilities, channels)
     finished = False
     try:
         ids = create(names[0], "uint64")
         final = create(names[2], "uint32")
         if task == "semantic":
-            label = _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel)
+            label = _semantic(maps, ids, final, config, cancel)
         else:
-            work = create(names[1], "uint32")
-            levels = (seed_threshold, boundary_threshold, foreground_threshold, distance_threshold)
-            seeding = (
-                int(seed_erosion),
-                float(seed_depth),
-                int(seed_depth_radius),
-                int(min_seed_size),
-            )
-            label = _instance(
-                maps, ids, work, final, connectivity, min_size, levels, seeding, halo, cancel
-            )
+            label = _instance(maps, ids, create(names[1], "uint32"), final, config, cancel)
         extra = yield from label
         if extra is None:
             return None
         final.attrs.update(
             {
                 "voxel_size_nm": list(voxel) if voxel is not None else None,
-                "postprocess": settings,
+                "postprocess": recorded,
                 "task": task,
-                "classes": list(attrs.get("classes", [])),
+                "classes": list(maps.attrs.get("classes", [])),
                 **extra,
             }
         )
-        if component in group:
-            shutil.rmtree(Path(out) / component)
-        (Path(out) / names[2]).rename(Path(out) / component)
+        replace_path(Path(out) / names[2], Path(out) / component)
         finished = True
     finally:
         for name in names[:2] if finished else names:
@@ -231,38 +164,9 @@ def postprocess(
     return zarr.open_group(str(out), mode="r+")[component]
 
 
-def _default_channels(task: str, n: int) -> list[str]:
-    if task == "semantic":
-        return ["background"] + [f"class {i}" for i in range(1, n)]
-    return ["foreground", "boundary", "distance"][:n]
-
-
-class _Maps:
-    """Read float32 channels of a (C, Z, Y, X) array for a block."""
-
-    def __init__(self, array: Any, channels: Sequence[str]) -> None:
-        self.array, self.channels = array, list(channels)
-        self.scale = 1 / 255 if np.dtype(array.dtype) == np.uint8 else 1.0
-        self.shape = tuple(array.shape[1:])
-
-    def read(self, sl, channels: Sequence[str] | None = None) -> np.ndarray:
-        block = self.array[(slice(None), *sl)]
-        if hasattr(block, "compute"):
-            block = block.compute()
-        block = np.asarray(block, dtype=np.float32) * np.float32(self.scale)
-        if channels is None:
-            return block
-        missing = [c for c in channels if c not in self.channels]
-        if missing:
-            raise ValueError(
-                f"the maps have channels {self.channels}, not {missing}: instance "
-                "post-processing needs 'foreground' and 'boundary' maps"
-            )
-        return block[[self.channels.index(c) for c in channels]]
-
-
-def _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel):
+def _semantic(maps, ids, final, config: SegmentConfig, cancel):
     n_classes = maps.array.shape[0]
+    thresholds, connectivity = config.thresholds, config.connectivity
     if thresholds is not None:
         thresholds = np.asarray(thresholds, dtype=np.float32)
         expected = max(n_classes - 1, 1)
@@ -282,14 +186,14 @@ def _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel):
         best[~passing.any(axis=0)] = 0
         return best
 
-    n_blocks = len(block_slices(ids.shape, ids.chunks))
+    n_blocks = len(list(iter_blocks(ids.shape, ids.chunks)))
     total = 3 * n_blocks
     prov = yield from _counted(
         label_blocks(classes, ids, connectivity=connectivity, cancel=cancel), 0, total
     )
     if prov is None:
         return None
-    lut = sequential_lut(prov.roots, prov.sizes, min_size)
+    lut = sequential_lut(prov.roots, prov.sizes, config.min_size)
     label_classes = np.zeros(int(lut.max()) + 1, np.int64)
     label_classes[lut] = prov.classes
     label_classes[0] = 0
@@ -299,19 +203,12 @@ def _semantic(maps, ids, final, thresholds, connectivity, min_size, cancel):
     return {"n_objects": int(lut.max()), "label_classes": label_classes.tolist()}
 
 
-def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, halo, cancel):
-    seed_t, boundary_t, fg_t, distance_t = levels
-    erosion, depth, radius, min_seed_size = seeding
+def _instance(maps, ids, work, final, config: SegmentConfig, cancel):
+    seed_t, boundary_t = config.seed_threshold, config.boundary_threshold
+    erosion, depth, radius = config.seed_erosion, config.seed_depth, config.seed_depth_radius
+    connectivity = config.connectivity
     has_distance = "distance" in maps.channels
     names = ["foreground", "boundary"] + (["distance"] if has_distance else [])
-    if erosion < 0:
-        raise ValueError(f"seed_erosion must be 0 or more voxels, not {erosion}")
-    if min_seed_size < 0:
-        raise ValueError(f"min_seed_size must be 0 or more voxels, not {min_seed_size}")
-    if not 0 <= depth < 1:
-        raise ValueError(f"seed_depth must be a fraction in [0, 1), not {depth}")
-    if depth and radius < 1:
-        raise ValueError(f"seed_depth_radius must be 1 voxel or more, not {radius}")
     # How far a core voxel's seed decision looks (see _deep_seeds).
     reach = max(erosion, 2 * radius if depth else 0)
 
@@ -320,35 +217,35 @@ def _instance(maps, ids, work, final, connectivity, min_size, levels, seeding, h
         read = maps.read(ext, names)
         seed = (read[0] >= seed_t) & (read[1] <= boundary_t)
         if has_distance:
-            seed &= read[2] >= distance_t
+            seed &= read[2] >= config.distance_threshold
         if erosion or depth:
             seed = np.stack([_deep_seeds(s, erosion, depth, radius) for s in seed])
         core = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext))
         return seed[core].astype(np.uint8)
 
-    blocks = block_slices(ids.shape, ids.chunks)
+    blocks = [block.write for block in iter_blocks(ids.shape, ids.chunks)]
     total = 4 * len(blocks)
     prov = yield from _counted(
         label_blocks(seeds, ids, connectivity=connectivity, cancel=cancel), 0, total
     )
     if prov is None:
         return None
-    seed_lut = sequential_lut(prov.roots, prov.sizes, min_seed_size)
+    seed_lut = sequential_lut(prov.roots, prov.sizes, config.min_seed_size)
     n_seeds = int(seed_lut.max())
     sizes = np.zeros(n_seeds + 1, np.int64)
     for step, sl in enumerate(blocks, 2 * len(blocks) + 1):
-        ext = _grown(sl, halo, ids.shape)
+        ext = _grown(sl, config.halo, ids.shape)
         read = maps.read(ext, names)
         elevation = read[1] - read[2] if has_distance else read[1]
         markers = seed_lut[np.asarray(ids[ext]).astype(np.intp)]
-        grown = watershed(elevation, markers, mask=read[0] >= fg_t)
+        grown = watershed(elevation, markers, mask=read[0] >= config.foreground_threshold)
         core = grown[tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext))]
         work[sl] = core
         sizes += np.bincount(core.ravel(), minlength=n_seeds + 1)
         yield Progress(step, total, "watershed")
         if cancel is not None and cancel.cancelled:
             return None
-    lut = sequential_lut(np.arange(n_seeds + 1), sizes, min_size)
+    lut = sequential_lut(np.arange(n_seeds + 1), sizes, config.min_size)
     ok = yield from _counted(
         relabel_blocks(work, lut, final, cancel=cancel), 3 * len(blocks), total
     )

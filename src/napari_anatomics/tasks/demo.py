@@ -1,8 +1,9 @@
 """The one-command demo: the whole loop on the bundled sample.
 
 :func:`run_demo` trains a small instance model on the top part of the
-bundled SBFSEM chloroplast sample, auto-labels the part it never saw,
-post-processes, evaluates against the painted labels (connected objects as
+bundled SBFSEM chloroplast sample, auto-labels the part it never saw
+(:func:`~napari_anatomics.tasks.autolabel.autolabel`: predict and
+post-process), evaluates against the painted labels (connected objects as
 instances), measures every chloroplast and writes meshes. ``anatomics demo``
 runs it with a progress bar and prints :func:`format_summary`.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,14 @@ from ..core.progress import Job, stage
 from ..core.volume import Volume, format_voxel_size
 from ..io.samples import SAMPLE_CREDIT, load_sample
 from ..models.store import HISTORY_NAME, load_model
-from ..predict.tiled import predict
-from ..segment.postprocess import SPLIT_TOUCHING, postprocess
+from ..predict.config import PredictConfig
+from ..segment.config import PRESETS, SegmentConfig
 from ..train.loop import train
 from ..train.recipe import TrainConfig
+from .autolabel import autolabel
+
+#: The decoding of a model that chose none (trained without tuning).
+UNTUNED = replace(PRESETS["split touching objects"], min_size=50)
 
 
 @dataclass
@@ -126,13 +131,13 @@ def run_demo(
 
     t0 = time.perf_counter()
     model = load_model(model_dir, device=config.device)
-    decoding = dict(model.config.decoding) or {"min_size": 50, **SPLIT_TOUCHING}
-    chosen = int(decoding.pop("tta", 0))
-    tta = chosen if tta is None else tta
+    tta = int(model.config.decoding.get("tta", 0)) if tta is None else tta
+    decoding = SegmentConfig.tuned(model.config.decoding, fallback=UNTUNED)
     prediction = out_dir / "prediction.zarr"
-    probs = yield from stage("predict", predict(model, test_image, prediction, tta=tta))
-    labels = yield from stage("postprocess", postprocess(probs, prediction, **decoding))
-    labels_np = np.asarray(labels[...])
+    done = yield from autolabel(
+        test_image, model, prediction, predict=PredictConfig(tta=tta), segment=decoding
+    )
+    labels_np = np.asarray(done.labels[...])
     seconds["predict"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

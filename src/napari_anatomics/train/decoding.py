@@ -15,8 +15,10 @@ It tunes on the held-out tiles (:mod:`~napari_anatomics.train.holdout`, never
 trained on) when they hold enough painted objects (voxels of each class for
 semantic models), else on all painted data; then it scores the held-out
 tiles with the chosen decoding. Both go into the
-model's ``config.json`` (``decoding``, ``validation``); ``anatomics predict``
-and the Auto-label panel decode with it unless told otherwise.
+model's ``config.json`` (``decoding``, ``validation``); the decoding is a
+:class:`~napari_anatomics.segment.config.SegmentConfig` (plus the prediction's
+``tta``), which ``anatomics predict`` and the Auto-label panel use unless told
+otherwise.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ import torch
 from ..analyze.evaluate import evaluate
 from ..core.progress import CancelToken, Job, Progress, run_job
 from ..core.volume import Volume
+from ..io.probabilities import decode
 from ..models.config import ModelConfig
 from ..models.store import TrainedModel
+from ..predict.config import PredictConfig
 from ..predict.tiled import predict
+from ..segment.config import SegmentConfig
 from ..segment.postprocess import postprocess
 from .holdout import full_resolution
 
@@ -86,8 +91,9 @@ def tune_decoding(
     Returns
     -------
     (decoding, validation) or None when cancelled
-        ``decoding``: keywords for :func:`~napari_anatomics.segment.postprocess.postprocess`
-        plus ``tta``; ``validation``: scores on the held-out tiles (or the
+        ``decoding``: :class:`~napari_anatomics.segment.config.SegmentConfig`
+        settings (read back with :meth:`~napari_anatomics.segment.config.SegmentConfig.tuned`)
+        plus the prediction's ``tta``; ``validation``: scores on the held-out tiles (or the
         training data when nothing was held out, then ``on`` says so).
     """
     model = TrainedModel(net, config, device)
@@ -98,14 +104,14 @@ def tune_decoding(
     try:
         yield Progress(0, 2, "predicting the painted slices")
         region = _painted_region(image, zs)
+        settings = PredictConfig(
+            tta=DEFAULT_TTA, batch=2, precision=precision, threads=torch.get_num_threads()
+        )
         probs = yield from predict(
             model,
             Volume(image.data[region], image.voxel_size, "user", name="tuning"),
             work / "tune.zarr",
-            tta=DEFAULT_TTA,
-            batch=2,
-            precision=precision,
-            threads=torch.get_num_threads(),
+            settings,
             overwrite=True,
             cancel=cancel,
         )
@@ -153,8 +159,8 @@ def _masked(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 def _decode(probs, where: Path, decoding: dict[str, Any]) -> np.ndarray:
     """Labels of ``probs`` decoded with ``decoding`` (semantic: with ``label_classes``)."""
-    settings = {k: v for k, v in decoding.items() if k != "tta"}
-    array = run_job(postprocess(probs, where, component="trial", overwrite=True, **settings))
+    config = SegmentConfig.tuned(decoding)
+    array = run_job(postprocess(probs, where, config, component="trial", overwrite=True))
     labels = np.asarray(array)
     labels_classes = array.attrs.get("label_classes")
     return (labels, np.asarray(labels_classes, np.int64)) if labels_classes else labels
@@ -210,7 +216,6 @@ def _tune_instance(probs, truth, keep, mask, painted, where: Path):
 def _tune_semantic(probs, truth, keep, mask, config: ModelConfig):
     """One threshold per class: best Dice, ties to the closest volume fraction."""
     maps = np.asarray(probs)[:, keep]
-    scale = 1 / 255 if maps.dtype == np.uint8 else 1.0
     region = _region(mask, truth.shape)
     tuned_on = "the held-out tiles" if mask is not None else "all the painted data"
     thresholds = []
@@ -219,7 +224,7 @@ def _tune_semantic(probs, truth, keep, mask, config: ModelConfig):
         if np.count_nonzero((truth == value) & region) < MIN_HELD_OUT_VOXELS:
             inside, tuned_on = np.ones(truth.shape, bool), "all the painted data"
         painted = (truth == value)[inside]
-        p = maps[c][inside].astype(np.float32) * scale
+        p = decode(maps[c][inside])
         best = (-1.0, 0.0, 0.5)
         for t in THRESHOLDS:
             pred = p >= t

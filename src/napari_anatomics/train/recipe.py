@@ -3,9 +3,10 @@
 :data:`SETTINGS` names each setting of a training run once: its name (the
 :class:`TrainConfig` field), type, default, range or choices, help text,
 command-line flag and what the data decides when the default is ``None``
-("auto"). :class:`TrainConfig` takes its defaults from here, ``anatomics
-train`` builds its options from here (:func:`add_train_options`), and the
-Train panel, ``anatomics demo`` and the training benchmark read the same
+("auto"), as a :class:`~napari_anatomics.core.settings.Setting`.
+:class:`TrainConfig` takes its defaults from here, ``anatomics train`` builds
+its options from here (:func:`~napari_anatomics.cli._train.add_train_options`),
+and the Train panel, ``anatomics demo`` and the training benchmark read the same
 defaults, so a setting has one name and one default everywhere.
 
 The defaults are the best settings measured (see
@@ -18,76 +19,12 @@ always wins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..core.settings import Setting, by_name, check_values
 
-@dataclass(frozen=True)
-class Setting:
-    """One training setting.
-
-    Parameters
-    ----------
-    name : str
-        The :class:`TrainConfig` field (and, with dashes, the CLI flag).
-    kind : {"int", "float", "str", "bool", "triple", "names", "path"}
-        How the value is typed on the command line.
-    default : object
-        The default; None means "chosen from the data" when ``auto`` says how,
-        else "not set".
-    help : str
-        One line for ``--help`` and the panel's tooltip.
-    low, high : float, optional
-        Inclusive range of a number.
-    choices : tuple, optional
-        Allowed values of a text setting.
-    auto : str
-        What decides the value when it is left to the data.
-    aliases : tuple of str
-        Older CLI flags still accepted.
-    metavar : str
-    cli : bool
-        Offered by ``anatomics train``.
-    """
-
-    name: str
-    kind: str
-    default: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple | None = None
-    auto: str = ""
-    aliases: tuple[str, ...] = ()
-    metavar: str | None = None
-    cli: bool = True
-
-    @property
-    def flag(self) -> str:
-        """The command-line flag, e.g. ``--object-crops``."""
-        return "--" + self.name.replace("_", "-")
-
-    def check(self, value: Any) -> None:
-        """Raise ValueError (naming the setting, the value and the range) if out of range."""
-        if value is None or self.kind not in ("int", "float"):
-            if self.choices and value is not None and value not in self.choices:
-                raise ValueError(
-                    f"{self.name} must be one of {', '.join(map(str, self.choices))}, "
-                    f"not {value!r}"
-                )
-            return
-        number = float(value)
-        too_low = self.low is not None and number < self.low
-        too_high = self.high is not None and number > self.high
-        if number != number or too_low or too_high:
-            if self.high is None:
-                span = f"at least {self.low:g}"
-            elif self.low is None:
-                span = f"at most {self.high:g}"
-            else:
-                span = f"in [{self.low:g}, {self.high:g}]"
-            raise ValueError(f"{self.name} must be {span}, not {value!r}")
-
+__all__ = ["RECIPE", "SETTINGS", "Setting", "TrainConfig", "default"]
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("task", "str", "instance", "semantic (classes) or instance (separate objects)",
@@ -175,7 +112,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 #: The settings by name.
-RECIPE: dict[str, Setting] = {s.name: s for s in SETTINGS}
+RECIPE: dict[str, Setting] = by_name(SETTINGS)
 
 
 def default(name: str) -> Any:
@@ -238,9 +175,7 @@ class TrainConfig:
 
     def check_ranges(self) -> None:
         """Raise ValueError naming the first setting outside its declared range."""
-        for f in fields(self):
-            if f.name in RECIPE:
-                RECIPE[f.name].check(getattr(self, f.name))
+        check_values(self, RECIPE)
 
     @property
     def time_limit_s(self) -> float | None:

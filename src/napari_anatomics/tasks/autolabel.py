@@ -1,0 +1,155 @@
+"""Auto-label a stack: predict, post-process, record what was done. One job for all.
+
+:func:`autolabel` is what ``anatomics predict``, the Auto-label panel, ``anatomics
+demo`` and the benchmarks run: a tiled prediction
+(:func:`~napari_anatomics.predict.tiled.predict`, resumable: started again with
+the same settings it continues where it stopped), then the labels
+(:func:`~napari_anatomics.segment.postprocess.postprocess`), with the provenance
+(the model's fingerprint and config, the image, the voxel size and both jobs'
+settings) written into the output group's attributes. Labels already in the
+output (perhaps proofread by hand) are kept unless ``overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.progress import CancelToken, Job, Progress, stage
+from ..core.volume import Volume
+from ..models.store import TrainedModel, load_model
+from ..predict.config import PredictConfig
+from ..predict.tiled import model_fingerprint
+from ..predict.tiled import predict as predict_maps
+from ..segment.config import SegmentConfig
+from ..segment.postprocess import postprocess
+
+#: Names of the arrays in the output group.
+PROBABILITIES, LABELS = "probabilities", "labels"
+
+
+@dataclass
+class AutoLabelResult:
+    """What :func:`autolabel` wrote.
+
+    Attributes
+    ----------
+    probabilities : zarr.Array
+        The ``(C, Z, Y, X)`` maps.
+    labels : zarr.Array or None
+        The labels; None when not asked for, or when labels that were kept
+        cannot be opened.
+    kept : bool
+        The labels were already in the output and were kept.
+    model : TrainedModel
+        The model that predicted.
+    segment : SegmentConfig or None
+        The decoding used (None when no labels were made).
+    """
+
+    probabilities: Any
+    labels: Any
+    kept: bool
+    model: TrainedModel
+    segment: SegmentConfig | None = None
+
+
+def autolabel(
+    image: Volume,
+    model: TrainedModel | str | Path,
+    out: str | Path,
+    *,
+    predict: PredictConfig | None = None,
+    segment: SegmentConfig | None = None,
+    label: bool = True,
+    overwrite: bool = False,
+    security: Any = None,
+    cancel: CancelToken | None = None,
+) -> Job[AutoLabelResult | None]:
+    """Predict ``image`` with ``model`` into the zarr group ``out``, then label objects.
+
+    Parameters
+    ----------
+    image : Volume
+        The (z, y, x) stack.
+    model : TrainedModel or path
+        A loaded model, or a model folder (loaded on ``predict.device``).
+    out : str or Path
+        The output zarr group: ``probabilities`` and ``labels`` go there.
+    predict : PredictConfig, optional
+        Prediction settings; default :class:`PredictConfig`'s (``tta``: the model's).
+    segment : SegmentConfig, optional
+        The decoding; default the model's tuned one
+        (:meth:`SegmentConfig.tuned` of ``model.config.decoding``).
+    label : bool
+        Post-process; False writes the probabilities only.
+    overwrite : bool
+        Replace earlier probabilities and labels in ``out``. Without it an
+        unfinished prediction with the same settings resumes, and labels
+        already there are kept (they may hold corrections).
+    security : distributed.security.Security, optional
+        TLS for ``predict.scheduler``.
+    cancel : CancelToken, optional
+        A cancelled run returns None; started again, the prediction resumes.
+
+    Yields
+    ------
+    Progress
+        The prediction's events as ``predict: ...`` (a written region's
+        slices as ``payload``), one event whose ``payload`` is
+        ``{"probabilities": array}`` when the maps are finished, then the
+        post-processing's as ``postprocess: ...``.
+
+    Returns
+    -------
+    AutoLabelResult or None
+        None when cancelled.
+    """
+    import zarr
+
+    settings = predict or PredictConfig()
+    if not isinstance(model, TrainedModel):
+        model = load_model(model, device=settings.device)
+    job = predict_maps(
+        model, image, out, settings, security=security, overwrite=overwrite, cancel=cancel
+    )
+    probabilities = yield from stage("predict", job)
+    if probabilities is None:
+        return None
+    group = zarr.open_group(str(out), mode="a")
+    group.attrs.update(
+        {
+            "model": {**model_fingerprint(model), "config": model.config.to_dict()},
+            "image": image.source,
+            "voxel_size_nm": list(image.voxel_size),
+            "prediction": dict(probabilities.attrs["prediction"]),
+        }
+    )
+    result = AutoLabelResult(probabilities, None, False, model)
+    yield Progress(0, None, "labelling objects", payload={PROBABILITIES: probabilities})
+    if not label:
+        return result
+    if not overwrite and (Path(out) / LABELS).is_dir():
+        result.kept = True
+        try:
+            result.labels = group[LABELS]
+        except Exception:  # a damaged array is still the user's: keep it, unread
+            result.labels = None
+        return result
+    result.segment = segment or SegmentConfig.tuned(model.config.decoding)
+    job = postprocess(
+        probabilities,
+        out,
+        result.segment,
+        component=LABELS,
+        overwrite=True,
+        voxel_size=image.voxel_size,
+        cancel=cancel,
+    )
+    labels = yield from stage("postprocess", job)
+    if labels is None:
+        return None
+    group.attrs["postprocess"] = dict(labels.attrs["postprocess"])
+    result.labels = labels
+    return result
