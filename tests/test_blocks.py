@@ -18,7 +18,7 @@ from napari_anatomics.core.blocks import (
     run_blocks,
 )
 from napari_anatomics.core.files import atomic_path, replace_path
-from napari_anatomics.core.progress import CancelToken, run_job
+from napari_anatomics.core.progress import CancelToken, Progress, run_job
 from napari_anatomics.io.write import write_zarr
 from napari_anatomics.predict.tiling import TilePlan
 
@@ -263,3 +263,38 @@ def test_replace_path_puts_the_old_folder_back_when_the_rename_fails(tmp_path, m
     assert replace_path(new, final) == final
     assert (final / "zarr.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_a_block_that_is_a_job_reports_its_steps_and_stops_part_way():
+    seen = []
+
+    def steps(block):
+        for k in range(3):
+            seen.append((block.index, k))
+            yield Progress(k, 3, f"block {block.index} step {k}")
+        return block.index * 10
+
+    blocks = list(iter_blocks((4, 4, 4), (2, 4, 4)))
+    events = []
+    run = run_job_collect(run_blocks(blocks, steps), events)
+    assert run.results == {0: 0, 1: 10} and run.complete
+    messages = [e.message for e in events]
+    assert messages == [
+        "block 0 step 0", "block 0 step 1", "block 0 step 2", "block 1/2",
+        "block 1 step 0", "block 1 step 1", "block 1 step 2", "block 2/2",
+    ]
+    cancel, seen[:] = CancelToken(), []
+    job = run_blocks(blocks, steps, cancel=cancel)
+    next(job)
+    cancel.cancel()
+    run = run_job_collect(job, [])
+    assert run.cancelled and run.results == {}
+    assert seen == [(0, 0)]  # stopped inside the first block, at its next step
+
+
+def run_job_collect(job, events):
+    while True:
+        try:
+            events.append(next(job))
+        except StopIteration as stop:
+            return stop.value

@@ -306,7 +306,7 @@ def test_tls_options_build_a_dask_security(tmp_path):
 def test_the_security_reaches_the_dask_client(monkeypatch):
     import distributed
 
-    from napari_anatomics.predict.distributed import predict_regions
+    from napari_anatomics.predict.distributed import cluster_executor
 
     seen = {}
 
@@ -319,10 +319,10 @@ def test_the_security_reaches_the_dask_client(monkeypatch):
 
     monkeypatch.setattr(distributed, "Client", client)
     marker = object()
-    events = predict_regions(None, None, None, "x", [], "uint8", scheduler="tls://h:1",
-                             security=marker)  # fmt: skip
-    with pytest.raises(Refused):
-        next(events)
+    runner = cluster_executor(None, None, None, "x", "uint8", scheduler="tls://h:1",
+                              security=marker)  # fmt: skip
+    with pytest.raises(Refused), runner:
+        pass
     assert seen == {"address": "tls://h:1", "security": marker}
 
 

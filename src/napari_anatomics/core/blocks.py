@@ -27,6 +27,7 @@ check_function)``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -150,15 +151,42 @@ class Executor(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Partial:
+    """A progress event of a block still running (from a ``process`` that is a job)."""
+
+    event: Progress
+
+
 class LocalExecutor:
-    """Processes blocks in this process, one after the other, in order."""
+    """Processes blocks in this process, one after the other, in order.
+
+    ``process`` may itself be a job (a generator function yielding
+    :class:`~napari_anatomics.core.progress.Progress` and returning the block's result):
+    its events come out as ``(block, Partial(event))`` while the block runs, so a long
+    block (a prediction region of many tiles) reports progress and can be stopped
+    part-way.
+    """
 
     def map(
         self, process: Callable[..., Any], blocks: Sequence[Block], args: tuple = ()
     ) -> Generator[tuple[Block, Any], None, None]:
         """Yield ``(block, process(block, *args))`` block by block."""
         for block in blocks:
-            yield block, process(block, *args)
+            result = process(block, *args)
+            if inspect.isgenerator(result):
+                job = result
+                try:
+                    while True:
+                        try:
+                            event = next(job)
+                        except StopIteration as stop:
+                            result = stop.value
+                            break
+                        yield block, Partial(event)
+                finally:
+                    job.close()
+            yield block, result
 
 
 class DaskExecutor:
@@ -235,7 +263,8 @@ def run_blocks(
         The blocks to run (usually from :func:`iter_blocks`).
     process : callable
         ``process(block, *args)`` computes and writes one block and returns a (small)
-        result.
+        result. Run locally it may be a job whose events pass through (see
+        :class:`LocalExecutor`); cancelling then stops the block part-way.
     args : tuple
         More arguments for ``process`` (with a :class:`DaskExecutor`, futures are
         resolved on the workers).
@@ -282,6 +311,12 @@ def run_blocks(
     finished = (executor or LocalExecutor()).map(process, todo, args)
     try:
         for block, result in finished:
+            if isinstance(result, Partial):  # a running block's own progress
+                yield result.event
+                if cancel is not None and cancel.cancelled:
+                    run.cancelled = True
+                    break
+                continue
             run.results[block.index] = result
             if on_done is not None:
                 on_done(block, result)

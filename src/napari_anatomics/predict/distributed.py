@@ -19,7 +19,8 @@ Connect only to a scheduler you control; on a shared network use TLS
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..core.blocks import Block, DaskExecutor
@@ -62,19 +63,22 @@ def _is_file(source: str) -> bool:
     return split_key(source)[0].exists()
 
 
-def predict_regions(
+@contextlib.contextmanager
+def cluster_executor(
     model: TrainedModel,
     predictor: RegionPredictor,
     image: Volume,
     array_path: str,
-    regions: Sequence[int],
     output: str,
     *,
     scheduler: str | None = None,
     security: Any = None,
     workers: int | None = None,
-) -> Generator[int, None, None]:
-    """Predict and write regions on a cluster; yield each region's index when written.
+) -> Iterator[tuple[DaskExecutor, Callable[..., None], tuple]]:
+    """A cluster to predict regions on: yields ``(executor, process, args)`` for run_blocks.
+
+    ``run_blocks(plan.blocks, process, args=args, executor=executor)`` then predicts and
+    writes each region (a block of ``predictor.plan``) on a worker.
 
     Parameters
     ----------
@@ -87,9 +91,7 @@ def predict_regions(
         system they share); an image without a file is sent as an array.
     array_path : str
         The zarr array (C, Z, Y, X) to write into.
-    regions : sequence of int
-        Indices into ``predictor.plan.regions`` (the plan's blocks).
-    output : {"uint8", "float16"}
+    output : {"uint8", "float16", "float32"}
         Storage dtype.
     scheduler : str, optional
         Scheduler address (``tcp://host:8786``, or ``tls://host:8786`` with
@@ -128,15 +130,7 @@ def predict_regions(
             predictor.precision,
             output,
         )
-        blocks = [predictor.plan.blocks[i] for i in regions]
-        finished = DaskExecutor(client).map(
-            _run_region, blocks, (spec, source, settings, array_path)
-        )
-        try:
-            for block, _ in finished:
-                yield block.index
-        finally:
-            finished.close()  # cancels the regions not yet written
+        yield DaskExecutor(client), _run_region, (spec, source, settings, array_path)
     finally:
         client.close()
         if cluster is not None:

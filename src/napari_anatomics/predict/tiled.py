@@ -17,6 +17,7 @@ written the array is renamed to ``<component>``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 from dataclasses import replace
@@ -25,9 +26,10 @@ from typing import Any
 
 import torch
 
+from ..core.blocks import Block, BlockRun, LocalExecutor, run_blocks
 from ..core.files import replace_path
 from ..core.progress import CancelToken, Job, Progress
-from ..core.runtime import cpu_threads
+from ..core.runtime import torch_threads
 from ..core.volume import Volume
 from ..io.probabilities import attributes
 from ..models.store import TrainedModel
@@ -159,70 +161,68 @@ def predict(
                 "choose another output or overwrite it (--overwrite)"
             )
     array, done = _open_partial(group, partial_path, plan, model.config, recorded, output, image)
-    todo = [i for i in range(len(plan.regions)) if i not in done]
     tiles_per_region = [len(plan.tiles_for(plan.model_range(r))) for r in plan.regions]
     total = sum(tiles_per_region)
     step = sum(tiles_per_region[i] for i in done)
     if done:
         yield Progress(step, total, f"resuming: {len(done)}/{len(plan.regions)} regions done")
 
-    if config.scheduler is not None or config.workers is not None:
-        from .distributed import predict_regions
+    progress = {"step": step}
 
-        events = predict_regions(
+    def local_region(block: Block) -> Job[None]:
+        """Predict and write one region here, reporting its tiles as they blend."""
+        job = predictor.region(image.data, block.write, block.index)
+        while True:
+            try:
+                tiles_done = next(job)
+            except StopIteration as stop:
+                probs = stop.value
+                break
+            message = f"region {len(done) + 1}/{len(plan.regions)}"
+            yield Progress(progress["step"] + tiles_done, total, message)
+        write_region(array, block.write, probs, output)
+
+    def record(block: Block, _: Any) -> None:
+        done.add(block.index)
+        array.attrs["done_regions"] = sorted(done)
+        progress["step"] += tiles_per_region[block.index]
+
+    if config.scheduler is not None or config.workers is not None:
+        from .distributed import cluster_executor
+
+        runner = cluster_executor(
             model,
             predictor,
             image,
             str(partial_path),
-            todo,
             output,
             scheduler=config.scheduler,
             security=security,
             workers=config.workers,
         )
-        for index in events:
-            done.add(index)
-            array.attrs["done_regions"] = sorted(done)
-            step += tiles_per_region[index]
-            yield Progress(
-                step,
-                total,
-                f"region {len(done)}/{len(plan.regions)}",
-                payload=plan.regions[index],
-            )
-            if cancel is not None and cancel.cancelled:
-                events.close()
-                return None
     else:
-        previous = torch.get_num_threads()
-        if not predictor.cuda:
-            torch.set_num_threads(cpu_threads(config.threads))
-        try:
-            for index in todo:
-                region = plan.regions[index]
-                job = predictor.region(image.data, region, index)
-                while True:
-                    try:
-                        tiles_done = next(job)
-                    except StopIteration as stop:
-                        probs = stop.value
-                        break
-                    yield Progress(
-                        step + tiles_done,
-                        total,
-                        f"region {len(done) + 1}/{len(plan.regions)}",
-                    )
-                    if cancel is not None and cancel.cancelled:
-                        return None
-                write_region(array, region, probs, output)
-                done.add(index)
-                array.attrs["done_regions"] = sorted(done)
-                step += tiles_per_region[index]
-                yield Progress(
-                    step, total, f"region {len(done)}/{len(plan.regions)}", payload=region
-                )
-        finally:
-            torch.set_num_threads(previous)
+        runner = contextlib.nullcontext((LocalExecutor(), local_region, ()))
+    threads = contextlib.nullcontext() if predictor.cuda else torch_threads(
+        torch.device("cpu"), config.threads
+    )
+    with runner as (executor, process, args), threads:
+        run = yield from _events(
+            run_blocks(
+                plan.blocks,
+                process,
+                args=args,
+                done=lambda block: block.index in done,
+                executor=executor,
+                cancel=cancel,
+                on_done=record,
+                what="region",
+            ),
+            progress,
+            total,
+            len(plan.regions),
+        )
+    if run.cancelled:
+        return None
 
     del array.attrs["done_regions"]
     replace_path(partial_path, final_path)
@@ -270,3 +270,20 @@ def _open_partial(group, path: Path, plan, config, settings, output, image):
         attributes=attrs,
     )
     return array, set()
+
+
+def _events(run: Job[BlockRun], progress: dict, total: int, regions: int) -> Job[BlockRun]:
+    """The engine's events in tiles: a finished region carries its box for the viewer."""
+    try:
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(event.payload, Block):
+                message = f"region {event.step}/{regions}"
+                yield Progress(progress["step"], total, message, payload=event.payload.write)
+            elif not event.note:  # the engine's own "resuming" line: ours was said already
+                yield event
+    finally:
+        run.close()

