@@ -109,6 +109,27 @@ def axis_slices(shape: Sequence[int], block_shape: Sequence[int | Sequence[int]]
     return out
 
 
+def grow_box(box: Sequence[slice], halo: Sequence[int], shape: Sequence[int]) -> Box:
+    """``box`` grown by ``halo`` voxels on each side per axis, clipped to ``shape``.
+
+    Parameters
+    ----------
+    box : sequence of slice
+        Slices with explicit start and stop.
+    halo : sequence of int
+        Voxels per axis.
+    shape : sequence of int
+        The stack's shape.
+
+    Returns
+    -------
+    tuple of slice
+    """
+    return tuple(
+        slice(max(s.start - h, 0), min(s.stop + h, int(n))) for s, h, n in zip(box, halo, shape)
+    )
+
+
 def iter_blocks(
     shape: Sequence[int],
     block_shape: Sequence[int | Sequence[int]],
@@ -134,10 +155,7 @@ def iter_blocks(
     if len(halos) != len(shape) or min(halos, default=0) < 0:
         raise ValueError(f"halo {halo!r} must be one or {len(shape)} sizes of 0 or more")
     for index, write in enumerate(itertools.product(*axis_slices(shape, block_shape))):
-        read = tuple(
-            slice(max(s.start - h, 0), min(s.stop + h, int(n)))
-            for s, h, n in zip(write, halos, shape)
-        )
+        read = grow_box(write, halos, shape)
         yield Block(index, tuple(write), read)
 
 

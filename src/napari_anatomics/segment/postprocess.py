@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from ..core.blocks import DEFAULT_CHUNKS, iter_blocks
+from ..core.blocks import DEFAULT_CHUNKS, grow_box, iter_blocks
 from ..core.files import replace_path
 from ..core.progress import CancelToken, Job, Progress
 from ..io.probabilities import ProbabilityMaps
@@ -213,7 +213,7 @@ def _instance(maps, ids, work, final, config: SegmentConfig, cancel):
     reach = max(erosion, 2 * radius if depth else 0)
 
     def seeds(sl):
-        ext = _grown(sl, (0, reach, reach), maps.shape)
+        ext = grow_box(sl, (0, reach, reach), maps.shape)
         read = maps.read(ext, names)
         seed = (read[0] >= seed_t) & (read[1] <= boundary_t)
         if has_distance:
@@ -223,7 +223,7 @@ def _instance(maps, ids, work, final, config: SegmentConfig, cancel):
         core = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext))
         return seed[core].astype(np.uint8)
 
-    blocks = [block.write for block in iter_blocks(ids.shape, ids.chunks)]
+    blocks = list(iter_blocks(ids.shape, ids.chunks, halo=config.halo))
     total = 4 * len(blocks)
     prov = yield from _counted(
         label_blocks(seeds, ids, connectivity=connectivity, cancel=cancel), 0, total
@@ -233,14 +233,13 @@ def _instance(maps, ids, work, final, config: SegmentConfig, cancel):
     seed_lut = sequential_lut(prov.roots, prov.sizes, config.min_seed_size)
     n_seeds = int(seed_lut.max())
     sizes = np.zeros(n_seeds + 1, np.int64)
-    for step, sl in enumerate(blocks, 2 * len(blocks) + 1):
-        ext = _grown(sl, config.halo, ids.shape)
-        read = maps.read(ext, names)
+    for step, block in enumerate(blocks, 2 * len(blocks) + 1):
+        read = maps.read(block.read, names)
         elevation = read[1] - read[2] if has_distance else read[1]
-        markers = seed_lut[np.asarray(ids[ext]).astype(np.intp)]
+        markers = seed_lut[np.asarray(ids[block.read]).astype(np.intp)]
         grown = watershed(elevation, markers, mask=read[0] >= config.foreground_threshold)
-        core = grown[tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext))]
-        work[sl] = core
+        core = grown[block.inner]
+        work[block.write] = core
         sizes += np.bincount(core.ravel(), minlength=n_seeds + 1)
         yield Progress(step, total, "watershed")
         if cancel is not None and cancel.cancelled:
@@ -277,13 +276,6 @@ def _deep_seeds(seed: np.ndarray, erosion: int, depth: float, radius: int) -> np
             break
         local = grown
     return dist > np.maximum(erosion, depth * local)
-
-
-def _grown(sl, halo: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
-    """A block's slices grown by ``halo`` voxels per axis, clipped to ``shape``."""
-    return tuple(
-        slice(max(s.start - h, 0), min(s.stop + h, n)) for s, h, n in zip(sl, halo, shape)
-    )
 
 
 def _counted(job, base: int, total: int):
