@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from ..core.progress import Job, Progress
+from ..core.progress import Job, Progress, run_job
 from ..core.settings import parse_triple
 from ..core.volume import parse_voxel_size
 
@@ -98,25 +98,24 @@ def run_with_bar(job: Job[T], desc: str, quiet: bool = False, notes: bool = True
     (checkpoints, temp files) runs before the interrupt propagates.
     """
     bar = tqdm(desc=desc, unit="", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def show(event: Progress) -> None:
+        if event.total is not None and bar.total != event.total:
+            bar.total = event.total
+        if notes and event.note:
+            bar.write(f"{desc}: {event.message}", file=sys.stderr)
+        bar.n = event.step
+        # Each event states its own metrics: a new phase clears the last one's.
+        bar.set_postfix(
+            {k: f"{v:.4g}" for k, v in event.metrics.items() if k != "eta_s"},
+            refresh=False,
+        )
+        if event.message:
+            bar.set_description(f"{desc}: {event.message}", refresh=False)
+        bar.refresh()
+
     try:
-        while True:
-            try:
-                event: Progress = next(job)
-            except StopIteration as stop:
-                return stop.value
-            if event.total is not None and bar.total != event.total:
-                bar.total = event.total
-            if notes and event.note:
-                bar.write(f"{desc}: {event.message}", file=sys.stderr)
-            bar.n = event.step
-            # Each event states its own metrics: a new phase clears the last one's.
-            bar.set_postfix(
-                {k: f"{v:.4g}" for k, v in event.metrics.items() if k != "eta_s"},
-                refresh=False,
-            )
-            if event.message:
-                bar.set_description(f"{desc}: {event.message}", refresh=False)
-            bar.refresh()
+        return run_job(job, show)
     except KeyboardInterrupt:
         job.close()
         raise

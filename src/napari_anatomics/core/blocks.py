@@ -33,7 +33,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .progress import CancelToken, Job, Progress
+from .progress import CancelToken, Job, Progress, relay
 
 #: The one default chunk (z, y, x): written arrays, prediction outputs and labels.
 DEFAULT_CHUNKS: tuple[int, int, int] = (32, 256, 256)
@@ -193,17 +193,7 @@ class LocalExecutor:
         for block in blocks:
             result = process(block, *args)
             if inspect.isgenerator(result):
-                job = result
-                try:
-                    while True:
-                        try:
-                            event = next(job)
-                        except StopIteration as stop:
-                            result = stop.value
-                            break
-                        yield block, Partial(event)
-                finally:
-                    job.close()
+                result = yield from relay(result, lambda event, b=block: (b, Partial(event)))
             yield block, result
 
 

@@ -109,16 +109,49 @@ def run_job(job: Job[T], callback: Callable[[Progress], Any] | None = None) -> T
             callback(event)
 
 
+def relay(
+    job: Generator[Any, None, T], transform: Callable[[Any], Any]
+) -> Generator[Any, None, T]:
+    """Re-yield a sub-job's events through ``transform``; return the sub-job's result.
+
+    The one loop that drives a job from inside another: ``transform(event)`` gives
+    what to yield instead (``None``: nothing). Closing the relay closes the sub-job,
+    so its cleanup runs.
+
+    Parameters
+    ----------
+    job : generator
+        A job (or any generator whose ``return`` value is wanted).
+    transform : callable
+        Maps each yielded value to the value to yield, or to None to drop it.
+
+    Returns
+    -------
+    object
+        Whatever ``job`` returned.
+    """
+    try:
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as stop:
+                return stop.value
+            out = transform(event)
+            if out is not None:
+                yield out
+    finally:
+        job.close()
+
+
 def stage(name: str, job: Job[T]) -> Job[T]:
     """Re-yield a sub-job's events with ``name`` before each message; return its result.
 
     Lets a job made of several phases (train, then predict, ...) report each
     phase under its own name: ``result = yield from stage("predict", predict(...))``.
     """
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
+
+    def named(event: Progress) -> Progress:
         message = f"{name}: {event.message}" if event.message else name
-        yield Progress(event.step, event.total, message, event.metrics, event.payload, event.note)
+        return Progress(event.step, event.total, message, event.metrics, event.payload, event.note)
+
+    return (yield from relay(job, named))

@@ -28,7 +28,7 @@ import torch
 
 from ..core.blocks import Block, BlockRun, LocalExecutor, run_blocks
 from ..core.files import replace_path
-from ..core.progress import CancelToken, Job, Progress
+from ..core.progress import CancelToken, Job, Progress, relay
 from ..core.runtime import torch_threads
 from ..core.volume import Volume
 from ..io.probabilities import attributes
@@ -171,15 +171,13 @@ def predict(
 
     def local_region(block: Block) -> Job[None]:
         """Predict and write one region here, reporting its tiles as they blend."""
-        job = predictor.region(image.data, block.write, block.index)
-        while True:
-            try:
-                tiles_done = next(job)
-            except StopIteration as stop:
-                probs = stop.value
-                break
+
+        def tiles(done_here: int) -> Progress:
             message = f"region {len(done) + 1}/{len(plan.regions)}"
-            yield Progress(progress["step"] + tiles_done, total, message)
+            return Progress(progress["step"] + done_here, total, message)
+
+        job = predictor.region(image.data, block.write, block.index)
+        probs = yield from relay(job, tiles)
         write_region(array, block.write, probs, output)
 
     def record(block: Block, _: Any) -> None:
@@ -274,16 +272,11 @@ def _open_partial(group, path: Path, plan, config, settings, output, image):
 
 def _events(run: Job[BlockRun], progress: dict, total: int, regions: int) -> Job[BlockRun]:
     """The engine's events in tiles: a finished region carries its box for the viewer."""
-    try:
-        while True:
-            try:
-                event = next(run)
-            except StopIteration as stop:
-                return stop.value
-            if isinstance(event.payload, Block):
-                message = f"region {event.step}/{regions}"
-                yield Progress(progress["step"], total, message, payload=event.payload.write)
-            elif not event.note:  # the engine's own "resuming" line: ours was said already
-                yield event
-    finally:
-        run.close()
+
+    def in_tiles(event: Progress) -> Progress | None:
+        if isinstance(event.payload, Block):
+            message = f"region {event.step}/{regions}"
+            return Progress(progress["step"], total, message, payload=event.payload.write)
+        return None if event.note else event  # the engine's "resuming": ours was said
+
+    return (yield from relay(run, in_tiles))

@@ -40,7 +40,7 @@ from skimage.segmentation import watershed
 
 from ..core.blocks import DEFAULT_CHUNKS, grow_box, iter_blocks
 from ..core.files import replace_path
-from ..core.progress import CancelToken, Job, Progress
+from ..core.progress import CancelToken, Job, Progress, relay
 from ..io.probabilities import ProbabilityMaps
 from .config import SegmentConfig
 from .stitching import label_blocks, relabel_blocks, sequential_lut
@@ -280,9 +280,4 @@ def _deep_seeds(seed: np.ndarray, erosion: int, depth: float, radius: int) -> np
 
 def _counted(job, base: int, total: int):
     """Re-yield a sub-job's progress shifted by ``base`` steps of ``total``."""
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(base + event.step, total, event.message)
+    return (yield from relay(job, lambda e: Progress(base + e.step, total, e.message)))
