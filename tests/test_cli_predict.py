@@ -199,3 +199,38 @@ def test_predict_on_local_cluster_equals_single_process(model_and_image):
     steps = zarr.open_group(str(cluster))["probabilities"][:].astype(np.int16)
     steps -= zarr.open_group(str(single))["probabilities"][:]
     assert np.abs(steps).max() <= 1
+
+
+def test_predict_writes_labels_as_ome_zarr_read_by_ome_zarr_py(model_and_image, capsys):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    from napari_anatomics.io.omezarr import write_ome_zarr
+
+    model, image, root = model_and_image
+    args = ["predict", str(model), str(image), "--voxel-size", "20,20,40", "--min-size", "3"]
+    # labels of their own
+    own = root / "own.ome.zarr"
+    assert main([*args, "--out", str(root / "o1.zarr"), "--ome-zarr", str(own)]) == 0
+    labels = zarr.open_group(str(root / "o1.zarr"))["labels"][:]
+    node = next(iter(Reader(parse_url(str(own)))()))
+    assert len(node.data) >= 2  # a pyramid
+    assert np.array_equal(np.asarray(node.data[0]), labels)
+    axes = node.metadata["axes"]
+    assert [a["unit"] for a in axes] == ["nanometer"] * 3
+    scale = node.metadata["coordinateTransformations"][0][0]["scale"]
+    assert scale == [40.0, 20.0, 20.0]  # the voxel size
+    assert "image-label" in zarr.open_group(str(own)).attrs
+    # into the labels/ group of an OME-Zarr image of the stack
+    stack = write_ome_zarr(open_volume(image).data, root / "stack.ome.zarr",
+                           voxel_size=(40, 20, 20))
+    assert main([*args, "--out", str(root / "o2.zarr"), "--ome-zarr", str(stack)]) == 0
+    assert zarr.open_group(str(stack / "labels")).attrs["labels"] == ["model"]
+    assert np.array_equal(zarr.open_group(str(stack / "labels" / "model"))["0"][:], labels)
+    capsys.readouterr()
+    # refused before any work: an existing target, a name that is not *.ome.zarr
+    assert main([*args, "--out", str(root / "o3.zarr"), "--ome-zarr", str(own)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--out", str(root / "o4.zarr"), "--ome-zarr", str(root / "x.zarr")]) == 1
+    assert "name it x.ome.zarr" in capsys.readouterr().err
+    assert not (root / "o3.zarr").exists() and not (root / "o4.zarr").exists()

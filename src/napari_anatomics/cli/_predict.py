@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     tls.add_argument("--tls-cert", metavar="CERT.pem", help="this client's certificate")
     tls.add_argument("--tls-key", metavar="KEY.pem", help="this client's private key")
     p.add_argument("--no-postprocess", action="store_true", help="write probabilities only")
+    p.add_argument(
+        "--ome-zarr",
+        metavar="PATH",
+        help="also write the labels as multiscale OME-Zarr (axes in nm): into the labels/ "
+        "group of PATH when it is an OME-Zarr image, else as a new PATH (*.ome.zarr)",
+    )
     add_decoding_options(p)
     p.add_argument(
         "--overwrite",
@@ -167,6 +173,15 @@ def _predict(args: argparse.Namespace) -> int:
     config = ModelConfig.load(args.model)
     decoding = segment_config(args, config.decoding)
     image = require_3d(open_volume(args.images, voxel_size=args.voxel_size))
+    if args.ome_zarr:
+        from ..tasks.autolabel import ome_zarr_target
+
+        target = ome_zarr_target(args.ome_zarr, config.name)
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(
+                f"--ome-zarr: {target} already exists; choose another name, or replace it "
+                "(--overwrite)"
+            )
     labels = not args.no_postprocess and (args.overwrite or not (out / "labels").is_dir())
     check_writable(out, _prediction_bytes(config, image, out, settings, args, labels))
     if settings.scheduler and tls is None:
@@ -193,8 +208,11 @@ def _predict(args: argparse.Namespace) -> int:
         label=not args.no_postprocess,
         overwrite=args.overwrite,
         security=tls,
+        ome_zarr=args.ome_zarr,
     )
     result = run_with_bar(job, "auto-label")
+    if result.ome_zarr is not None:
+        print(f"wrote {result.ome_zarr} (OME-Zarr labels)")
     probabilities = result.probabilities
     print(f"wrote {args.out}:probabilities {tuple(probabilities.shape)} {probabilities.dtype}")
     if args.no_postprocess:

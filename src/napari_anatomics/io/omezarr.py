@@ -37,7 +37,7 @@ from ..core.volume import Volume, check_voxel_size
 from .formats import VolumeReadError
 
 NGFF_VERSION = "0.4"
-#: A level is added while the last one is larger than this in y or x.
+#: A level is added while the last one is larger than this in y or x (two levels at least).
 SMALLEST_LEVEL = 256
 MAX_LEVELS = 8
 
@@ -54,7 +54,8 @@ def pyramid_factors(
     voxel_size : sequence of 3 float
         (z, y, x) nm of level 0.
     levels : int, optional
-        Number of levels; default: halve until y and x fit in :data:`SMALLEST_LEVEL`.
+        Number of levels; default: halve until y and x fit in :data:`SMALLEST_LEVEL`,
+        with at least two levels.
 
     Returns
     -------
@@ -64,8 +65,8 @@ def pyramid_factors(
     while len(factors) < (levels or MAX_LEVELS):
         fz, fy, fx = factors[-1]
         size = [s // f for s, f in zip(shape, factors[-1])]
-        if levels is None and max(size[1:]) <= SMALLEST_LEVEL:
-            break
+        if levels is None and max(size[1:]) <= SMALLEST_LEVEL and len(factors) > 1:
+            break  # small enough (a second level is always made: a pyramid to browse)
         if min(size[1:]) < 2:
             break
         flat = voxel_size[0] * fz >= 2 * min(voxel_size[1] * fy, voxel_size[2] * fx)
@@ -243,15 +244,19 @@ def write_ome_zarr(data: Any, path: str | Path, **kwargs: Any) -> Path:
     return run_job(write_ome_zarr_job(data, path, **kwargs))
 
 
-def is_ome_zarr(path: str | Path) -> bool:
-    """True when ``path`` is a zarr group with NGFF ``multiscales`` metadata."""
+def is_ome_zarr(path: str | Path, labels: bool = False) -> bool:
+    """True when ``path`` is a zarr group with NGFF ``multiscales`` metadata.
+
+    With ``labels``, only a label image (``image-label`` metadata) counts.
+    """
     import zarr
 
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception:  # not a group (an array, a plain folder, missing)
         return False
-    return "multiscales" in group.attrs or "multiscales" in group.attrs.get("ome", {})
+    attrs = dict(group.attrs.get("ome", group.attrs))
+    return "multiscales" in attrs and (not labels or "image-label" in attrs)
 
 
 def open_multiscale(path: str | Path) -> list[Volume]:

@@ -18,6 +18,8 @@ from typing import Any
 
 from ..core.progress import CancelToken, Job, Progress, stage
 from ..core.volume import Volume
+from ..io.omezarr import is_ome_zarr, write_ome_zarr_job
+from ..io.outputs import safe_file_name
 from ..models.store import TrainedModel, load_model
 from ..predict.config import PredictConfig
 from ..predict.tiled import model_fingerprint
@@ -46,6 +48,8 @@ class AutoLabelResult:
         The model that predicted.
     segment : SegmentConfig or None
         The decoding used (None when no labels were made).
+    ome_zarr : Path or None
+        Where the labels were also written as OME-Zarr, when asked.
     """
 
     probabilities: Any
@@ -53,6 +57,7 @@ class AutoLabelResult:
     kept: bool
     model: TrainedModel
     segment: SegmentConfig | None = None
+    ome_zarr: Path | None = None
 
 
 def autolabel(
@@ -65,6 +70,7 @@ def autolabel(
     label: bool = True,
     overwrite: bool = False,
     security: Any = None,
+    ome_zarr: str | Path | None = None,
     cancel: CancelToken | None = None,
 ) -> Job[AutoLabelResult | None]:
     """Predict ``image`` with ``model`` into the zarr group ``out``, then label objects.
@@ -90,6 +96,10 @@ def autolabel(
         already there are kept (they may hold corrections).
     security : distributed.security.Security, optional
         TLS for ``predict.scheduler``.
+    ome_zarr : str or Path, optional
+        Also write the labels as multiscale OME-Zarr (NGFF 0.4, axes in nm): into the
+        ``labels/`` group of this OME-Zarr image when it is one (named after the model),
+        else as an OME-Zarr of their own at this path (``.ome.zarr``).
     cancel : CancelToken, optional
         A cancelled run returns None; started again, the prediction resumes.
 
@@ -136,6 +146,10 @@ def autolabel(
             result.labels = group[LABELS]
         except Exception:  # a damaged array is still the user's: keep it, unread
             result.labels = None
+        if ome_zarr is not None and result.labels is not None:  # the kept (proofread) ones
+            result.ome_zarr = yield from stage(
+                "OME-Zarr", _write_ome_zarr(result.labels, ome_zarr, image, model, overwrite)
+            )
         return result
     result.segment = segment or SegmentConfig.tuned(model.config.decoding)
     job = postprocess(
@@ -152,4 +166,38 @@ def autolabel(
         return None
     group.attrs["postprocess"] = dict(labels.attrs["postprocess"])
     result.labels = labels
+    if ome_zarr is not None:
+        result.ome_zarr = yield from stage(
+            "OME-Zarr", _write_ome_zarr(labels, ome_zarr, image, model, overwrite)
+        )
     return result
+
+
+def ome_zarr_target(path: str | Path, model_name: str) -> Path:
+    """Where :func:`autolabel` writes OME-Zarr labels for ``path`` (see ``ome_zarr``).
+
+    Raises
+    ------
+    ValueError
+        When ``path`` is neither an OME-Zarr image nor named ``*.ome.zarr``.
+    """
+    target = Path(path)
+    if is_ome_zarr(target) and not is_ome_zarr(target, labels=True):  # an image
+        name = safe_file_name(model_name or "labels", default="labels")
+        return target / "labels" / name
+    if not target.name.lower().endswith(".ome.zarr"):
+        raise ValueError(
+            f"{target}: OME-Zarr labels go into an OME-Zarr image, or into a new store "
+            f"named *.ome.zarr: name it {target.name.split('.')[0]}.ome.zarr"
+        )
+    return target
+
+
+def _write_ome_zarr(labels, path, image: Volume, model: TrainedModel, overwrite: bool):
+    """The labels as multiscale OME-Zarr: inside an OME-Zarr image, or on their own."""
+    target = ome_zarr_target(path, model.config.name)
+    name = target.name.split(".")[0]
+    job = write_ome_zarr_job(
+        labels, target, voxel_size=image.voxel_size, labels=True, name=name, overwrite=overwrite
+    )
+    return (yield from job)
