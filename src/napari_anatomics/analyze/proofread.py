@@ -38,11 +38,16 @@ Index = pd.DataFrame | Mapping[int, Slices]
 
 @dataclass
 class Region:
-    """Voxels changed inside one box: where (``mask``) and what was there."""
+    """Voxels changed inside one box: where (``mask``), what was there, what was written.
+
+    ``new`` holds the written values when they differ voxel by voxel (a split);
+    otherwise the edit's ``new_value`` was written everywhere.
+    """
 
     slices: Slices
     mask: np.ndarray
     previous: np.ndarray
+    new: np.ndarray | None = None
 
 
 @dataclass
@@ -52,13 +57,14 @@ class Edit:
     Attributes
     ----------
     operation : str
-        ``"delete"``, ``"remove_small"``, ``"remove_border"``, ``"merge"`` or
-        ``"relabel"``.
+        ``"delete"``, ``"remove_small"``, ``"remove_border"``, ``"merge"``,
+        ``"split"`` or ``"relabel"``.
     ids : tuple of int
-        The ids that were removed, merged or renumbered.
+        The ids that were removed, merged, split (the object, then its new ids)
+        or renumbered.
     new_value : int or None
         The value written into the changed voxels (0 when deleting, the
-        target id when merging); None for relabelling.
+        target id when merging); None for relabelling and splits.
     regions : list of Region
         Per changed box: its slices, the changed voxels and their old values.
     mapping : dict or None
@@ -102,8 +108,8 @@ def delete(labels: Any, ids: int | Iterable[int], *, index: Index | None = None)
     -------
     Edit
     """
-    labels, ids = _writable(labels), _id_tuple(ids)
-    return _paint(labels, ids, 0, _boxes(labels, ids, index), "delete")
+    labels, ids = writable_labels(labels), _id_tuple(ids)
+    return _paint(labels, ids, 0, object_boxes(labels, ids, index), "delete")
 
 
 def merge(
@@ -122,14 +128,14 @@ def merge(
     index : DataFrame or mapping, optional
         Bounding boxes, as for :func:`delete`.
     """
-    labels, ids = _writable(labels), _id_tuple(ids)
+    labels, ids = writable_labels(labels), _id_tuple(ids)
     target = min(ids) if into is None else int(into)
     if target <= 0:
         raise ValueError("merge target must be a positive id")
     others = tuple(i for i in ids if i != target)
     if not others:
         raise ValueError(f"merge needs at least two different ids, got {ids}")
-    return _paint(labels, others, target, _boxes(labels, others, index), "merge")
+    return _paint(labels, others, target, object_boxes(labels, others, index), "merge")
 
 
 def remove_small(
@@ -155,7 +161,7 @@ def remove_small(
         A :func:`~napari_anatomics.analyze.measure.measure` table of ``labels``
         (avoids a pass over the data).
     """
-    labels = _writable(labels)
+    labels = writable_labels(labels)
     table = index_instances(labels) if index is None else index
     sizes = table["voxels"].to_numpy(dtype=float)
     if unit == "um3":
@@ -189,7 +195,7 @@ def remove_border(
     """
     if axes not in ("zyx", "yx"):
         raise ValueError(f"axes must be 'zyx' or 'yx', not {axes!r}")
-    labels = _writable(labels)
+    labels = writable_labels(labels)
     table = index_instances(labels) if index is None else index
     shape = np.asarray(labels.shape[-3:])
     lo = table[["bbox_z0", "bbox_y0", "bbox_x0"]].to_numpy() == 0
@@ -207,8 +213,8 @@ def relabel_sequential(labels: Any) -> Edit:
 
     Works over the whole array (block by block for zarr/h5py).
     """
-    labels = _writable(labels)
-    present = _present_ids(labels)
+    labels = writable_labels(labels)
+    present = present_ids(labels)
     mapping = {int(old): new for new, old in enumerate(present[present > 0], start=1)}
     changed = {k: v for k, v in mapping.items() if k != v}
     if changed:
@@ -218,7 +224,7 @@ def relabel_sequential(labels: Any) -> Edit:
 
 def undo(labels: Any, edit: Edit) -> None:
     """Restore what ``edit`` changed (in place)."""
-    labels = _writable(labels)
+    labels = writable_labels(labels)
     if edit.mapping is not None:
         if edit.mapping:
             _remap(labels, {v: k for k, v in edit.mapping.items()})
@@ -232,19 +238,19 @@ def undo(labels: Any, edit: Edit) -> None:
 
 def redo(labels: Any, edit: Edit) -> None:
     """Apply ``edit`` again after :func:`undo` (in place)."""
-    labels = _writable(labels)
+    labels = writable_labels(labels)
     if edit.mapping is not None:
         if edit.mapping:
             _remap(labels, edit.mapping)
         return
     for region in edit.regions:
         block = labels[region.slices]
-        block[region.mask] = edit.new_value
+        block[region.mask] = edit.new_value if region.new is None else region.new
         if not isinstance(labels, np.ndarray):
             labels[region.slices] = block
 
 
-# -- helpers -----------------------------------------------------------------
+# -- helpers (also used by :mod:`~napari_anatomics.analyze.split`) ---------------
 
 
 def _id_tuple(ids: int | Iterable[int]) -> tuple[int, ...]:
@@ -256,8 +262,14 @@ def _id_tuple(ids: int | Iterable[int]) -> tuple[int, ...]:
     return out
 
 
-def _writable(labels: Any) -> Any:
-    """``labels`` as a writable 3D array (a 2D numpy array becomes a one-slice view)."""
+def writable_labels(labels: Any) -> Any:
+    """``labels`` as a writable 3D array (a 2D numpy array becomes a one-slice view).
+
+    Raises
+    ------
+    TypeError
+        For a (read-only) dask array.
+    """
     if isinstance(labels, da.Array):
         raise TypeError(
             "labels is a read-only dask array: write it to zarr (or load it into memory) "
@@ -270,7 +282,8 @@ def _writable(labels: Any) -> Any:
     return labels
 
 
-def _boxes(labels: Any, ids: tuple[int, ...], index: Index | None) -> dict[int, Slices]:
+def object_boxes(labels: Any, ids: tuple[int, ...], index: Index | None) -> dict[int, Slices]:
+    """The bounding box of each id found: from ``index`` when given, else one pass."""
     if index is None:
         return bounding_boxes(index_instances(labels, ids))
     if isinstance(index, pd.DataFrame):
@@ -301,7 +314,8 @@ def _paint(
     return edit
 
 
-def _present_ids(labels: Any) -> np.ndarray:
+def present_ids(labels: Any) -> np.ndarray:
+    """Every value in ``labels`` (0 included), block by block for arrays on disk."""
     if isinstance(labels, np.ndarray):
         return np.asarray(fastremap.unique(labels))
     found = [fastremap.unique(np.asarray(labels[b.write])) for b in _blocks(labels)]
