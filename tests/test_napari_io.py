@@ -128,7 +128,13 @@ def test_manifest_names_resolve():
     manifest = PluginManifest.from_distribution("napari-anatomics")
     mine = ("get_reader", "write_labels", "sample", "image_tools", "data_check")
     commands = [c for c in manifest.contributions.commands if c.id.split(".")[1].startswith(mine)]
-    assert len(commands) == 8
-    for command in commands:
+    assert len(commands) == 9
+    # every command resolves, the panels', the menus' and the scripts' ones too
+    for command in manifest.contributions.commands:
         module, _, name = command.python_name.partition(":")
         assert callable(getattr(importlib.import_module(module), name)), command.python_name
+    ids = {c.id for c in manifest.contributions.commands}
+    menus = manifest.contributions.menus
+    assert {m for m in menus} == {"napari/layers/measure", "napari/layers/segment"}
+    assert all(item.command in ids for items in menus.values() for item in items)
+    assert {c.value for c in manifest.categories} >= {"Segmentation", "Measurement"}

@@ -194,6 +194,10 @@ def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
     assert widget.table.rowCount() == ids.size
     assert f"{ids.size} objects" in widget.totals.text()
     assert widget.histogram.counts.sum() == ids.size
+    # the stats are the layer's features: a label column and the measurements in µm
+    assert layer.features["label"].tolist() == widget.frame["id"].tolist()
+    assert layer.features["volume_um3"].tolist() == widget.frame["volume_um3"].tolist()
+    assert "bbox_z0" not in layer.features
 
     # click a row: the viewer centres on the object and shows it alone
     biggest = int(widget.frame.sort_values("volume_um3").iloc[-1]["id"])
@@ -219,6 +223,9 @@ def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
     assert widget.table.rowCount() == ids.size - 1
     assert biggest not in set(widget.frame["id"])
     assert f"{ids.size - 1} objects" in widget.totals.text()
+    # ... and the features follow (still in step with the table)
+    assert layer.features["label"].tolist() == widget.frame["id"].tolist()
+    assert biggest not in set(layer.features["label"])
     # napari's undo restores it, and the table is measured again
     layer.undo()
     np.testing.assert_array_equal(layer.data, before)
@@ -234,6 +241,7 @@ def test_proofread_table_delete_undo_cutoff_border(sample_viewer, qtbot):
     assert widget.remove_small(threshold) == len(small) > 0
     assert not np.isin(layer.data, list(small)).any()
     assert len(widget.frame) == ids.size - len(small)
+    assert set(layer.features["label"]) == set(ids) - small
     layer.undo()
     np.testing.assert_array_equal(layer.data, before)
     qtbot.waitUntil(lambda: len(widget.frame) == ids.size, timeout=HANG_MS)

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from ..io.read import open_volume
-    from ..models.bioimageio import DEFAULT_CITE, export_model
+    from ..models.bioimageio import DEFAULT_CITE, centre_sample, export_model
     from ..models.config import ModelConfig
 
     out = Path(args.out)
@@ -55,7 +55,7 @@ def _export(args: argparse.Namespace) -> int:
     sample = None
     if source and Path(str(source).split(":")[0]).exists():
         volume = open_volume(source)
-        sample = _centre(volume.data, config)
+        sample = centre_sample(volume.data, config)
     cite = (args.cite or DEFAULT_CITE[0], args.cite_url or DEFAULT_CITE[1])
     written = export_model(
         args.model,
@@ -67,16 +67,6 @@ def _export(args: argparse.Namespace) -> int:
     )
     print(f"wrote {written}" + ("" if sample is not None else " (test input: seeded noise)"))
     return 0
-
-
-def _centre(data, config):
-    """The middle block of a stack, big enough for one window at model resolution."""
-    import numpy as np
-
-    need = [w * f for w, f in zip(config.window, config.downsample)]
-    starts = [max(0, (s - n) // 2) for s, n in zip(data.shape, need)]
-    box = tuple(slice(a, a + n) for a, n in zip(starts, need))
-    return np.asarray(data[box])
 
 
 def _import(args: argparse.Namespace) -> int:

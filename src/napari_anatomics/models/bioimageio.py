@@ -124,6 +124,17 @@ def _test_input(config: ModelConfig, sample: np.ndarray | None) -> np.ndarray:
     return block[:, :, 0] if config.spatial_dims == 2 else block
 
 
+def centre_sample(data: Any, config: ModelConfig) -> np.ndarray:
+    """The middle block of a stack, big enough for one window at model resolution.
+
+    Cut from a (lazy) full-resolution stack for :func:`export_model`'s ``sample``:
+    only the block is read.
+    """
+    need = [w * f for w, f in zip(config.window, config.downsample)]
+    starts = [max(0, (s - n) // 2) for s, n in zip(data.shape, need)]
+    return np.asarray(data[tuple(slice(a, a + n) for a, n in zip(starts, need))])
+
+
 def _model_card(config: ModelConfig) -> str:
     mean, std = config.normalization.get("mean"), config.normalization.get("std")
     validation = ", ".join(f"{k} {v}" for k, v in config.validation.items()) or "not recorded"

@@ -9,7 +9,8 @@ border flags). The voxel-index columns of the table (bounding boxes, centroids
 in voxels) stay out: they are the table's working index, not measurements.
 :func:`measure_layer_job` is the one measurement of a layer, shared by the
 Proofread & Stats panel and the ``Measure objects`` menu command;
-:func:`drop_ids` keeps ``features`` in step when objects are deleted.
+:func:`drop_ids` keeps ``features`` in step when objects are deleted;
+:func:`totals_text` sums a measurement up in one line.
 
 :class:`ColourByCombo` colours each object by a numeric column of the
 features ("volume_um3": small objects dark, large ones bright) with a
@@ -34,8 +35,9 @@ from ..core.progress import CancelToken, Job
 from .layers import layer_array, layer_volume
 
 #: Table columns in voxel indices: the table's index of the data, not measurements.
-VOXEL_COLUMNS = ("bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1") + tuple(
-    f"centroid_{a}" for a in "zyx"
+VOXEL_COLUMNS = (
+    *(f"bbox_{a}{end}" for end in "01" for a in "zyx"),
+    *(f"centroid_{a}" for a in "zyx"),
 )
 #: The entry of :class:`ColourByCombo` that colours by id (napari's own colours).
 BY_ID = "id"
@@ -118,6 +120,23 @@ def measure_layer_job(
     )
 
 
+def totals_text(table: pd.DataFrame, layer: Labels | None) -> str:
+    """One line: count, total and mean volume, volume fraction of the layer's stack."""
+    from ..analyze.measure import summarize
+
+    if layer is None or "volume_um3" not in table:
+        return "No measurement yet"
+    volume = layer_volume(layer)
+    row = summarize(table, volume.shape, volume.voxel_size).loc["all"]
+    if not row["count"]:
+        return "No objects"
+    return (
+        f"<b>{int(row['count'])} objects</b> · total {row['sum_volume_um3']:.4g} µm³ · "
+        f"mean {row['mean_volume_um3']:.3g} µm³ · volume fraction "
+        f"{100 * row['volume_fraction']:.2f}% of {row['stack_volume_um3']:.4g} µm³"
+    )
+
+
 def numeric_columns(features: pd.DataFrame) -> list[str]:
     """The measurements an object can be coloured by (numbers, not the ids)."""
     return [
@@ -149,7 +168,7 @@ def value_colormap(
 
 
 class ColourByCombo(QComboBox):
-    """"Colour by": ``id`` (napari's colours) or a numeric column of a layer's features."""
+    """ "Colour by": ``id`` (napari's colours) or a numeric column of a layer's features."""
 
     def __init__(self, colormap: str = "viridis") -> None:
         super().__init__()

@@ -21,7 +21,10 @@ from ..core.settings import Setting
 TOOLTIPS: dict[str, str] = {
     "image_tools.voxel_size": "Voxel size X,Y,Z in nanometres; overrides the file's",
     "data_check.finding": "Click to go to this slice",
-    "model_picker.browse": "Choose a model folder",
+    "model_picker.browse": (
+        "Choose a model folder, or import a BioImage.IO package made by napari-anatomics "
+        "(.zip) into a model folder next to it"
+    ),
     "export.downscale": "Keep every n-th voxel in x and y (z is kept)",
     "export.overwrite": (
         "Without it an export whose files already exist in the folder is refused, "
@@ -31,6 +34,19 @@ TOOLTIPS: dict[str, str] = {
         "Click a row to find the object; double-click it in the viewer to delete it"
     ),
     "proofread.train": "Choose these labels in the Train panel (to fine-tune)",
+    "proofread.colour_by": (
+        "Colour each object by a measurement of the table (viridis: low dark, high "
+        "bright), or by id"
+    ),
+    "train.export": (
+        "Write the model as a BioImage.IO package (.zip) for bioimage.io, ilastik, "
+        "deepImageJ and the BioImage.IO tools; its test input is cut from the image "
+        "when it has the model's voxel size"
+    ),
+    "export.neuroglancer": (
+        "Serve the image and labels to a local Neuroglancer viewer (in the browser), "
+        "with the objects' measurements when Proofread & Stats measured them"
+    ),
 }
 
 #: Upper bound of a number field whose setting has none.

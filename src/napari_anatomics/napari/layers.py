@@ -5,13 +5,17 @@ panel through :func:`add_volume`): the voxel size becomes the layer ``scale``
 (nm, (z, y, x)) and ``metadata["voxel_size"]`` (with its origin and the
 source); a volume opens as Labels when :func:`looks_like_labels` says so, and
 labels up to :data:`PAINTABLE_BYTES` are loaded into memory so they can be
-painted. Layer -> Volume (:func:`layer_volume`): a layer opened by another
-reader has ``scale`` 1 and gets the default voxel size, marked as assumed.
+painted. The levels of an OME-Zarr (:func:`multiscale_layer_data`) make one
+multiscale Image layer, scaled by level 0's voxel size; labels stay level 0
+(napari cannot paint multiscale labels). Layer -> Volume (:func:`layer_volume`):
+a layer opened by another reader has ``scale`` 1 and gets the default voxel
+size, marked as assumed.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +232,31 @@ def volume_layer_data(volume: Volume, kind: str | None = None) -> LayerData:
     if kind == "labels" and data.nbytes <= PAINTABLE_BYTES:
         data = np.asarray(data)
     return data, volume_layer_kwargs(volume), kind
+
+
+def multiscale_layer_data(levels: Sequence[Volume], kind: str | None = None) -> LayerData:
+    """The layer data tuple of a pyramid (level 0 first): one multiscale layer.
+
+    Parameters
+    ----------
+    levels : sequence of Volume
+        Each level with its own voxel size
+        (:func:`~napari_anatomics.io.omezarr.open_multiscale`).
+    kind : {"image", "labels"}, optional
+        As for :func:`volume_layer_data`; labels are level 0 only (paintable).
+
+    Returns
+    -------
+    tuple
+        ``(data, kwargs, kind)``: for an image of several levels, ``data`` is the
+        list of level arrays, ``kwargs`` has ``multiscale=True`` and level 0's scale
+        (napari scales the others by their shapes).
+    """
+    data, options, kind = volume_layer_data(levels[0], kind)
+    if kind == "image" and len(levels) > 1:
+        data = [level.data for level in levels]
+        options["multiscale"] = True
+    return data, options, kind
 
 
 def add_volume(viewer, volume: Volume, kind: str | None = None, **kwargs: Any) -> Layer:

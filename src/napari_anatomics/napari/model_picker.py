@@ -2,7 +2,11 @@
 
 It lists the model folders of a registry folder
 (:func:`napari_anatomics.models.store.list_models`); a "..." button adds any
-other model folder. Every open drop-down refreshes when a training run ends.
+other model folder, or a BioImage.IO package made by napari-anatomics (.zip):
+the package is imported into a model folder next to it
+(:func:`~napari_anatomics.models.bioimageio.import_model`) and chosen; a package
+that cannot be used is refused in one line. Every open drop-down refreshes when
+a training run ends.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import sys
 import weakref
 from pathlib import Path
 
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWidget
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QMenu, QPushButton, QWidget
 
 from .fields import tip
 
@@ -85,7 +90,12 @@ class ModelCombo(QWidget):
         browse = QPushButton("...")
         browse.setFixedWidth(30)
         tip(browse, "model_picker.browse")
-        browse.clicked.connect(self._browse)
+        menu = QMenu(browse)
+        menu.addAction("Model folder...", self._browse)
+        menu.addAction("BioImage.IO package (.zip)...", self._browse_package)
+        browse.setMenu(menu)
+        #: The last package refused, in one line ("" when none).
+        self.error = ""
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.combo, stretch=1)
@@ -151,7 +161,38 @@ class ModelCombo(QWidget):
         """Number of entries (the "none" entry included)."""
         return self.combo.count()
 
+    def import_package(self, package: str | Path) -> Path | None:
+        """Import a BioImage.IO package into a new model folder next to it, and choose it.
+
+        Returns
+        -------
+        Path or None
+            The model folder; None when the package cannot be used (the reason is
+            shown in one line and kept in :attr:`error`).
+        """
+        from ..models.bioimageio import PackageError, import_model
+
+        package = Path(package)
+        stem = package.parent.name if package.name == "rdf.yaml" else package.stem
+        folder = unique_folder(package.parent, stem)
+        try:
+            folder = import_model(package, folder)
+        except (PackageError, ImportError) as err:
+            self.error = f"Model: {err}"
+            show_error(self.error)
+            return None
+        self.error = ""
+        self.select_folder(folder)
+        return folder
+
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Choose a model folder", str(self._root))
         if path:
             self.select_folder(path)
+
+    def _browse_package(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import a BioImage.IO package", str(self._root), "BioImage.IO (*.zip rdf.yaml)"
+        )
+        if path:
+            self.import_package(path)

@@ -1,10 +1,16 @@
-"""Export: the stats table (CSV), meshes and point clouds (.ply), labels (zarr/tif/h5).
+"""Export: the stats table (CSV), meshes and point clouds (.ply), labels; Neuroglancer.
 
 One button runs the chosen exports one after the other in a worker thread:
 :func:`~napari_anatomics.analyze.measure.measure_job` +
 :func:`~napari_anatomics.analyze.measure.write_csv`,
 :func:`~napari_anatomics.analyze.meshes.export_meshes` (meshes, then point clouds) and
-:func:`~napari_anatomics.io.write.write_volume_job`.
+:func:`~napari_anatomics.io.write.write_volume_job` (OME-Zarr, zarr, TIFF, HDF5).
+
+"View in Neuroglancer" serves the image and labels layers to a local Neuroglancer
+viewer (:func:`~napari_anatomics.tasks.view.serve`), with the objects'
+measurements as segment properties when the labels' ``features`` hold them
+(Proofread & Stats, Layers > Measure); it shows the link and opens it in the
+browser. Closing the panel or the viewer stops serving.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import dask.array as da
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,18 +32,25 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
 )
 
 from ...core.progress import CancelToken, Job, stage
 from ...io.outputs import safe_file_name
+from ..features import features_table
 from ..fields import tip
 from ..jobs import JobPanel
 from ..layers import LayerCombo, PathEdit, layer_array, layer_volume
 from ..worker import until_cancelled
 
-LABEL_FORMATS = {"zarr (chunked, for big stacks)": ".zarr", "TIFF": ".tif", "HDF5": ".h5"}
+LABEL_FORMATS = {
+    "zarr (chunked, for big stacks)": ".zarr",
+    "OME-Zarr (multiscale, NGFF)": ".ome.zarr",
+    "TIFF": ".tif",
+    "HDF5": ".h5",
+}
 
 
 def export_targets(
@@ -140,6 +154,13 @@ class ExportWidget(JobPanel):
         self.label_format = QComboBox()
         self.label_format.addItems(list(LABEL_FORMATS))
         self.files = QListWidget()
+        self.view_button = tip(QPushButton("View in Neuroglancer"), "export.neuroglancer")
+        self.view_button.clicked.connect(lambda: self.view_in_neuroglancer())
+        self.view_link = QLabel()
+        self.view_link.setOpenExternalLinks(True)
+        self.view_link.setTextInteractionFlags(Qt.TextBrowserInteraction)
+        #: The Neuroglancer viewer being served (None when none).
+        self.view = None
 
         source = QFormLayout()
         source.addRow("Labels", self.labels_combo)
@@ -168,6 +189,8 @@ class ExportWidget(JobPanel):
         layout.addWidget(self.status)
         layout.addWidget(QLabel("Files written:"))
         layout.addWidget(self.files, stretch=1)
+        layout.addWidget(self.view_button)
+        layout.addWidget(self.view_link)
 
     def make_job(self, cancel: CancelToken) -> Job[list]:
         """The chosen exports, one after the other, checked before any work."""
@@ -236,8 +259,9 @@ class ExportWidget(JobPanel):
                 )
             if write_labels:
                 data = labels if isinstance(labels, (np.ndarray, da.Array)) else da.asarray(labels)
+                target, kept = folder / targets["labels"], overwrite
                 write = write_volume_job(
-                    data, folder / targets["labels"], voxel_size=voxel_size, overwrite=overwrite
+                    data, target, voxel_size=voxel_size, labels=True, overwrite=kept
                 )
                 path = yield from stage("labels", until_cancelled(write, cancel))
                 written.append(str(path))
@@ -257,3 +281,48 @@ class ExportWidget(JobPanel):
             self.files.addItem(str(path))
         self.status.setText(f"{len(self.written)} file(s) written in {self.folder.text()}")
         show_info(f"Export finished: {len(self.written)} file(s) in {self.folder.text()}")
+
+    # ---- Neuroglancer ------------------------------------------------------------------------
+    def view_in_neuroglancer(self, open_browser: bool = True) -> str | None:
+        """Serve the image and labels layers to a local Neuroglancer viewer; return its link.
+
+        The labels' measurements (their ``features``) become segment properties. A
+        view served before is stopped first.
+        """
+        from ...tasks.view import serve
+
+        image_layer, labels_layer = self.image_combo.layer(), self.labels_combo.layer()
+        if image_layer is None:
+            self.fail("choose an image layer to view (and its labels)")
+            return None
+        labels, tables = [], []
+        if labels_layer is not None:
+            labels.append(layer_volume(labels_layer))
+            tables.append(features_table(labels_layer.features))
+        self.close_view()
+        try:
+            self.view = serve(layer_volume(image_layer), labels, tables)
+        except (ValueError, ImportError, OSError) as err:
+            self.fail(err)
+            return None
+        url = self.view.url
+        self.view_link.setText(f'Neuroglancer: <a href="{url}">{url}</a>')
+        self.status.setText(f"Serving {', '.join(self.view.layers)} to Neuroglancer")
+        self._watch_window()
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        return url
+
+    def close_view(self) -> None:
+        """Stop serving the Neuroglancer viewer (if any)."""
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+            self.view_link.setText("")
+
+    def stop_all(self) -> None:
+        """Stop every run and the Neuroglancer viewer (the panel or the viewer is closing)."""
+        super().stop_all()
+        self.close_view()

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.progress import CancelToken, Job
-from ..features import ColourByCombo, measure_layer_job, table_features
+from ..features import ColourByCombo, measure_layer_job, table_features, totals_text
 from ..fields import tip
 from ..handoff import send_to_train
 from ..history import apply_edit
@@ -119,7 +119,9 @@ class ProofreadWidget(JobPanel):
         self.border_mode.addItems(list(BORDER_MODES))
         self.border_button = QPushButton("Remove objects touching the border")
         self.border_button.clicked.connect(lambda: self.remove_border())
-        self.save_path = PathEdit("save", "Labels (*.zarr *.tif *.h5)", "corrected.zarr")
+        self.save_path = PathEdit(
+            "save", "Labels (*.ome.zarr *.zarr *.tif *.h5)", "corrected.zarr"
+        )
         self.save_button = QPushButton("Save labels")
         self.save_button.clicked.connect(lambda: self.save())
         self.train_button = tip(QPushButton("Use for training"), "proofread.train")
@@ -167,6 +169,8 @@ class ProofreadWidget(JobPanel):
             old.events.paint.disconnect(self._count_edit)
             old.events.set_data.disconnect(self._schedule)
         self._layer = layer
+        if layer is not old:
+            self.colour_by.set_layer(layer)
         if layer is None:
             return
         if self.double_click.isChecked():
@@ -177,7 +181,6 @@ class ProofreadWidget(JobPanel):
         if layer is not old:
             self.frame = pd.DataFrame()
             self._fingerprint = None
-            self.colour_by.set_layer(layer)
             self.refresh()
 
     def closeEvent(self, event) -> None:
@@ -233,24 +236,7 @@ class ProofreadWidget(JobPanel):
         self.table.set_frame(self.frame, list(TABLE_COLUMNS), TABLE_COLUMNS)
         self.histogram.set_values(self.frame.get("volume_um3", []))
         self.histogram.set_marker(self.min_volume.value() or None)
-        self.totals.setText(self.totals_text())
-
-    def totals_text(self) -> str:
-        """One line: count, total and mean volume, volume fraction of the stack."""
-        from ...analyze.measure import summarize
-
-        layer = self._layer
-        if layer is None or "volume_um3" not in self.frame:
-            return "No measurement yet"
-        volume = layer_volume(layer)
-        row = summarize(self.frame, volume.shape, volume.voxel_size).loc["all"]
-        if not row["count"]:
-            return "No objects"
-        return (
-            f"<b>{int(row['count'])} objects</b> · total {row['sum_volume_um3']:.4g} µm³ · "
-            f"mean {row['mean_volume_um3']:.3g} µm³ · volume fraction "
-            f"{100 * row['volume_fraction']:.2f}% of {row['stack_volume_um3']:.4g} µm³"
-        )
+        self.totals.setText(totals_text(self.frame, self._layer))
 
     # ---- finding ---------------------------------------------------------------------------
     def focus_object(self, label: int) -> None:
@@ -388,7 +374,7 @@ class ProofreadWidget(JobPanel):
             show_info(f"Saved corrected labels to {written}")
 
         cancel = CancelToken()
-        job = write_volume_job(data, path, voxel_size=voxel_size, overwrite=True)
+        job = write_volume_job(data, path, voxel_size=voxel_size, labels=True, overwrite=True)
         saving, description = until_cancelled(job, cancel), f"Saving {layer.name}"
         return self.run(saving, cancel, description=description, on_result=done, main=False)
 

@@ -8,31 +8,37 @@ loss curve and updates the progress bar and ETA. Stop sets the run's
 checkpoint it has and returns its model folder like a finished run. The setting
 fields are built from the training recipe
 (:data:`napari_anatomics.train.recipe.RECIPE`: range, default, tooltip) by
-:func:`napari_anatomics.napari.fields.setting_field`.
+:func:`napari_anatomics.napari.fields.setting_field`. "Export for BioImage.IO..."
+writes the model as a BioImage.IO package
+(:func:`~napari_anatomics.models.bioimageio.export_model`) in a side run.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QVBoxLayout,
 )
 
 from ...core.progress import CancelToken, Job, Progress
 from ...core.volume import format_voxel_size, parse_voxel_size
 from ...train.recipe import RECIPE
-from ..fields import field_value, setting_field
+from ..fields import field_value, setting_field, tip
 from ..handoff import TRAIN, register
 from ..jobs import JobPanel
-from ..layers import LayerCombo, PathEdit, layer_voxel_size, pick_volume
+from ..layers import LayerCombo, PathEdit, layer_array, layer_voxel_size, pick_volume
 from ..model_picker import (
     ModelCombo,
     default_model_root,
@@ -41,6 +47,7 @@ from ..model_picker import (
     unique_folder,
 )
 from ..plot import LinePlot
+from ..worker import call_job, until_cancelled
 
 #: Model choices of the panel: label -> TrainConfig.architecture.
 ARCHITECTURES = {
@@ -136,6 +143,8 @@ class TrainWidget(JobPanel):
         self.progress.setFormat("%v / %m iterations")
         self.eta = QLabel("ETA --")
         self.loss_plot = LinePlot("Training loss", "iteration")
+        self.export_button = tip(QPushButton("Export for BioImage.IO..."), "train.export")
+        self.export_button.clicked.connect(lambda: self.export_package())
 
         data = QGroupBox("Data")
         data_form = QFormLayout(data)
@@ -163,7 +172,7 @@ class TrainWidget(JobPanel):
         layout = QVBoxLayout(self)
         layout.addWidget(data)
         layout.addWidget(settings)
-        layout.addLayout(self.button_row())
+        layout.addLayout(self.button_row(self.export_button))
         layout.addLayout(bar)
         layout.addWidget(self.loss_plot, stretch=1)
         layout.addWidget(self.status)
@@ -285,6 +294,58 @@ class TrainWidget(JobPanel):
             show_info(f"Training finished: model saved in {folder}")
         refresh_all(self.model_folder)
         self.model_trained.emit(self.model_folder)
+
+    # ---- BioImage.IO ----------------------------------------------------------------------
+    def export_package(self, path: str | None = None):
+        """Write the model (the last trained, else "Fine-tune from") as a BioImage.IO .zip.
+
+        Asks for the file when ``path`` is not given. The test input is cut from the
+        chosen image layer when it has the model's voxel size, else it is seeded
+        noise. Runs as a side run; returns its worker (None when nothing starts).
+        """
+        from ...models.bioimageio import centre_sample, export_model
+        from ...models.config import ModelConfig
+
+        folder = self.model_folder or self.finetune.folder()
+        if not folder:
+            self.fail("train a model first, or choose one under 'Fine-tune from'")
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Save the BioImage.IO package", f"{folder}.zip", "BioImage.IO (*.zip)"
+            )
+            if not path:
+                return None
+        out = Path(path if path.lower().endswith(".zip") else f"{path}.zip")
+        try:
+            config = ModelConfig.load(folder)
+        except (OSError, ValueError) as err:
+            self.fail(err)
+            return None
+        image, sample = self.image_combo.layer(), None
+        if image is not None and _same_voxels(layer_voxel_size(image)[0], config.voxel_size):
+            sample = centre_sample(layer_array(image), config)
+
+        def done(written) -> None:
+            source = "the image" if sample is not None else "seeded noise (no matching image)"
+            self.status.setText(f"BioImage.IO package written: {written} (test input: {source})")
+            show_info(f"BioImage.IO package written: {written}")
+
+        cancel = CancelToken()
+        job = call_job(export_model, folder, out, sample=sample, message=f"Exporting {out.name}")
+        description = f"Exporting {Path(folder).name} for BioImage.IO"
+        return self.run(
+            until_cancelled(job, cancel),
+            cancel,
+            description=description,
+            on_result=done,
+            main=False,
+        )
+
+
+def _same_voxels(a, b) -> bool:
+    """Two voxel sizes (z, y, x nm) equal to 0.1 %."""
+    return all(abs(float(x) - float(y)) <= 1e-3 * max(abs(float(y)), 1e-9) for x, y in zip(a, b))
 
 
 def describe_validation(validation: dict) -> str:
