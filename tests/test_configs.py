@@ -28,7 +28,7 @@ CONFIGS = [(PredictConfig, PREDICT), (SegmentConfig, SEGMENT), (TrainConfig, REC
 #: Options of the commands that are not settings of a job.
 NOT_SETTINGS = {
     "predict": {"-h", "--help", "--out", "--tls-ca-file", "--tls-cert", "--tls-key",
-                "--no-postprocess", "--overwrite", "--voxel-size"},
+                "--no-postprocess", "--overwrite", "--voxel-size", "--ome-zarr"},
     "postprocess": {"-h", "--help", "--out", "--task", "--overwrite", "--voxel-size"},
 }  # fmt: skip
 PREDICT_ARGS = ["predict", "model", "image.tif", "--out", "p.zarr"]

@@ -102,13 +102,23 @@ def _cgroup_cpu_quota() -> float | None:
     return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
 
 
+#: Cores a job started from a panel leaves to napari's event loop.
+VIEWER_CORES = 1
 #: Environment variable that sets the torch threads of every job (e.g. 1 in CI).
 THREADS_ENV = "ANATOMICS_THREADS"
 
 
-def cpu_threads(requested: int | None = None) -> int:
+def cpu_threads(requested: int | None = None, *, leave_free: int = 0) -> int:
     """Torch CPU threads for a job: ``requested``, else ``$ANATOMICS_THREADS``, else
-    every usable core (:func:`usable_cores`).
+    every usable core (:func:`usable_cores`) less ``leave_free``.
+
+    Parameters
+    ----------
+    requested : int, optional
+        Asked for by the user: wins.
+    leave_free : int
+        Cores left to others when the count is chosen here: the panels leave one to
+        the viewer (:data:`VIEWER_CORES`) so it stays responsive.
 
     Raises
     ------
@@ -127,7 +137,7 @@ def cpu_threads(requested: int | None = None) -> int:
                 "number >= 1, or unset it to use every core"
             )
         return int(text)
-    return usable_cores()
+    return max(1, usable_cores() - int(leave_free))
 
 
 @contextlib.contextmanager

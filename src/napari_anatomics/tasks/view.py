@@ -15,6 +15,7 @@ object shows them and the segment list can be searched and sorted by them.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class NeuroglancerView:
     layers: list[str]
     viewer: Any = field(repr=False)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list, repr=False)
+    _scratch: Path | None = field(default=None, repr=False)
 
     def close(self) -> None:
         """Stop serving the segment properties and forget the viewer's layers."""
@@ -56,6 +58,8 @@ class NeuroglancerView:
             server.server_close()
         with self.viewer.txn() as state:
             state.layers.clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 class _CorsHandler(SimpleHTTPRequestHandler):
@@ -165,7 +169,8 @@ def serve(
     port : int
         Port of the viewer (0: any free one).
     workdir : str or Path, optional
-        Where the segment-property files are written (default: a temporary folder).
+        Where the segment-property files are written (default: a temporary folder,
+        removed by :meth:`NeuroglancerView.close`).
 
     Returns
     -------
@@ -191,7 +196,8 @@ def serve(
             )
     neuroglancer.set_server_bind_address(bind, port)
     viewer = neuroglancer.Viewer()
-    root = Path(workdir or tempfile.mkdtemp(prefix="anatomics-view-"))
+    scratch = None if workdir else Path(tempfile.mkdtemp(prefix="anatomics-view-"))
+    root = Path(workdir) if workdir else scratch
     servers: list[ThreadingHTTPServer] = []
     names = [image.name or "image"]
     with viewer.txn() as state:
@@ -233,5 +239,5 @@ def serve(
         if len(names) > 1:  # the first labels' panel open: its objects, searchable
             state.selected_layer.layer = names[1]
             state.selected_layer.visible = True
-    return NeuroglancerView(str(viewer), names, viewer, servers)
+    return NeuroglancerView(str(viewer), names, viewer, servers, scratch)
 

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.progress import CancelToken, Job, Progress
+from ...core.runtime import VIEWER_CORES, cpu_threads
 from ...io.outputs import check_writable
 from ...io.probabilities import decode
 from ...models.config import ModelConfig
@@ -191,6 +192,7 @@ class AutoLabelWidget(JobPanel):
             "stride": stride if all(stride) else None,
             "tta": field_value(self.tta),
             "batch": field_value(self.batch),
+            "threads": cpu_threads(leave_free=VIEWER_CORES),  # one core for the viewer
         }
         return PredictConfig(**(values | self.extra_settings))
 

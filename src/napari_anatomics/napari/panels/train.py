@@ -220,7 +220,7 @@ class TrainWidget(JobPanel):
         Class names and values come from the labels layer when the Annotate
         panel made it (``metadata["classes"]``).
         """
-        from ...core.runtime import usable_cores
+        from ...core.runtime import VIEWER_CORES, cpu_threads
         from ...train.recipe import TrainConfig
 
         task = self.task_combo.currentText()
@@ -242,8 +242,7 @@ class TrainWidget(JobPanel):
             "init_from": self.finetune.folder(),
             "class_names": names,
             "class_values": values,
-            # leave a core to the viewer so it stays responsive
-            "threads": max(1, usable_cores() - 1),
+            "threads": cpu_threads(leave_free=VIEWER_CORES),
         }
         return TrainConfig(**(settings | self.extra_settings))
 
