@@ -189,12 +189,14 @@ def test_probability_maps_read_channels_as_recorded():
 
 
 def test_autolabel_panel_fields_follow_the_settings(make_napari_viewer, qtbot):
+    from napari_anatomics.core.runtime import VIEWER_CORES, cpu_threads
     from napari_anatomics.napari.panels.autolabel import AutoLabelWidget
 
     panel = AutoLabelWidget(make_napari_viewer())
     qtbot.addWidget(panel)
-    # untouched, the panel asks for the declared defaults
-    assert panel.predict_config() == PredictConfig()
+    # untouched, the panel asks for the declared defaults, with a core left to the viewer
+    threads = cpu_threads(leave_free=VIEWER_CORES)
+    assert panel.predict_config() == PredictConfig(threads=threads)
     assert PREDICT["batch"].help[:30] in panel.batch.toolTip()
     assert SEGMENT["min_size"].help in panel.min_size.toolTip()
     assert panel.batch.minimum() == PREDICT["batch"].low
