@@ -119,7 +119,13 @@ def test_settings_the_user_gives_win():
 def test_threads_follow_the_usable_cores_and_the_environment(monkeypatch):
     monkeypatch.delenv(THREADS_ENV, raising=False)
     assert 1 <= cpu_threads() == usable_cores()
+    # a panel leaves a core to the viewer, never going below one thread
+    assert cpu_threads(leave_free=1) == max(1, usable_cores() - 1)
+    assert cpu_threads(leave_free=10_000) == 1
+    monkeypatch.setattr("napari_anatomics.core.runtime.usable_cores", lambda: 8)
+    assert cpu_threads(leave_free=1) == 7
     monkeypatch.setenv(THREADS_ENV, "1")
+    assert cpu_threads(leave_free=1) == 1  # the environment wins
     assert cpu_threads() == 1 and cpu_threads(3) == 3
     monkeypatch.setenv(THREADS_ENV, "many")
     with pytest.raises(ValueError, match="ANATOMICS_THREADS='many'"):
