@@ -18,7 +18,7 @@ from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error
 
-from ..core.progress import Cancelled, CancelToken, Job, Progress
+from ..core.progress import Cancelled, CancelToken, Job, Progress, relay
 
 
 def one_line(err: BaseException) -> str:
@@ -67,15 +67,13 @@ def until_cancelled(job: Job[Any], cancel: CancelToken) -> Job[Any]:
     object
         The job's result, when it ends before a Stop.
     """
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
+
+    def unless_stopped(event: Progress) -> Progress:
         if cancel.cancelled:
-            job.close()
-            raise Cancelled("stopped")
-        yield event
+            raise Cancelled("stopped")  # the relay closes the job
+        return event
+
+    return (yield from relay(job, unless_stopped))
 
 
 def start_job(
