@@ -49,15 +49,21 @@ def apply_edit(
 def record_edit(layer: Labels, edit) -> None:
     """Record a core :class:`~napari_anatomics.analyze.proofread.Edit` in a layer's undo history.
 
-    The edit is already applied to ``layer.data``; each changed region becomes
-    one history atom (indices, previous values, new value), the same form
-    :meth:`napari.layers.Labels.data_setitem` records, all in one undo step.
+    The core computed the edit by applying it; its old values go back and the
+    change is made again through napari's public :meth:`napari.layers.Labels.data_setitem`
+    (one call per changed region, all in one undo step), so the layer's own undo and
+    redo (Ctrl+Z, Ctrl+Shift+Z) take it back and forth, and its ``labels_update`` event
+    tells listeners (the stats table) what changed.
     """
+    from ..analyze.proofread import undo
+
     if not edit.regions:
         return
+    undo(layer_array(layer), edit)
     with layer.block_history():
         for region in edit.regions:
             local = np.nonzero(region.mask)
             indices = tuple(i + s.start for i, s in zip(local, region.slices))
-            layer._save_history((indices, region.previous, edit.new_value))
+            value = edit.new_value if region.new is None else region.new
+            layer.data_setitem(indices, value, refresh=False)
     layer.refresh()

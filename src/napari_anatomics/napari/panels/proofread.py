@@ -55,6 +55,8 @@ TABLE_COLUMNS = {
     "touches_border_xy": "at x/y edge",
 }
 BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice)": "zyx"}
+#: napari's undo and redo keys, taken over on the proofread layer so the table follows.
+UNDO_KEYS, REDO_KEYS = ("Control-Z",), ("Control-Shift-Z", "Control-Y")
 
 
 class ProofreadWidget(JobPanel):
@@ -168,6 +170,8 @@ class ProofreadWidget(JobPanel):
                 old.mouse_drag_callbacks.remove(self._remember_camera)
             old.events.paint.disconnect(self._count_edit)
             old.events.set_data.disconnect(self._schedule)
+            for key in UNDO_KEYS + REDO_KEYS:
+                old.bind_key(key, None)
         self._layer = layer
         if layer is not old:
             self.colour_by.set_layer(layer)
@@ -178,6 +182,11 @@ class ProofreadWidget(JobPanel):
             layer.mouse_drag_callbacks.append(self._remember_camera)
         layer.events.paint.connect(self._count_edit)
         layer.events.set_data.connect(self._schedule)
+        # napari's undo keys on this layer also bring the table back in step
+        for key in UNDO_KEYS:
+            layer.bind_key(key, lambda _layer: self.undo(), overwrite=True)
+        for key in REDO_KEYS:
+            layer.bind_key(key, lambda _layer: self.redo(), overwrite=True)
         if layer is not old:
             self.frame = pd.DataFrame()
             self._fingerprint = None
@@ -188,16 +197,14 @@ class ProofreadWidget(JobPanel):
         super().closeEvent(event)
 
     def _state(self) -> tuple | None:
-        """Changes when the layer's data or its undo/redo history change."""
+        """Changes when the layer's data changes: replaced, painted, edited, undone, redone."""
         layer = self._layer
         if layer is None:
             return None
-        undo = len(getattr(layer, "_undo_history", ()))
-        redo = len(getattr(layer, "_redo_history", ()))
-        return (id(layer), id(layer.data), self._edits, undo, redo)
+        return (id(layer), id(layer.data), self._edits)
 
     def _count_edit(self, *_) -> None:
-        """Every brush stroke or edit (the history length stops growing at its limit)."""
+        """Every brush stroke, edit, undo or redo."""
         self._edits += 1
         self._schedule()
 
@@ -350,10 +357,16 @@ class ProofreadWidget(JobPanel):
         return self._edit("remove_border", axes=axes, what="touching the border removed")
 
     def undo(self) -> None:
-        """Undo the last edit of the labels layer (same as Ctrl+Z)."""
+        """Undo the last edit of the labels layer (Ctrl+Z on the layer); measure again."""
         if self._layer is not None:
             self._layer.undo()
-            self.refresh()
+            self._count_edit()
+
+    def redo(self) -> None:
+        """Redo the last undone edit (Ctrl+Shift+Z on the layer); measure again."""
+        if self._layer is not None:
+            self._layer.redo()
+            self._count_edit()
 
     # ---- the loop back to training ----------------------------------------------------------
     def save(self, path: str | None = None):
