@@ -140,3 +140,80 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     wider.save(tmp_path)
     with pytest.raises(ValueError, match="does not fit"):
         load_model(tmp_path, device="cpu")
+
+
+class _FlipLast(torch.nn.Module):
+    """Flips the last axis: which of our axes that is depends on the package's order."""
+
+    def forward(self, x):
+        return torch.flip(x, (-1,))
+
+
+def _traced_flip(path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.trace(_FlipLast(), torch.rand(2, 1, 4, 6)).save(str(path))
+    return path
+
+
+def _zoo_config(window=(1, 4, 6)):
+    arch = {"name": "torchscript", "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
+            "input_axes": ["batch", "channel", "x", "y"],  # x before y: the flip is along y
+            "output_axes": ["batch", "channel", "x", "y"], "activation": None,
+            "channels": [[0], 0]}
+    return ModelConfig(task="semantic", classes=["thing"], window=window,
+                       voxel_size=(40.0, 4.0, 4.0), architecture=arch,
+                       targets=["background", "thing"], label_values=[1],
+                       normalization={"mode": "percentile", "min": 1.0, "max": 99.0})
+
+
+def test_imported_torchscript_folder_loads_lists_and_maps_axes(tmp_path):
+    from napari_anatomics.models.store import save_torchscript
+
+    archive = _traced_flip(tmp_path / "flip.pt").read_bytes()
+    folder = save_torchscript(tmp_path / "zoo", archive, _zoo_config())
+    assert (folder / "weights.pt").read_bytes() == archive  # the package's archive, as is
+    assert [m.name for m in list_models(tmp_path)] == ["zoo"]
+    model = load_model(folder, "cpu")
+    batch = torch.rand(3, 1, 2, 4, 6)  # (B, 1, Z, Y, X): a 2D net runs slice by slice
+    probs = model(batch)
+    flipped_y = torch.flip(batch[:, 0], (-2,))
+    torch.testing.assert_close(probs[:, 1], flipped_y)  # its output, in our axes
+    torch.testing.assert_close(probs[:, 0], 1 - flipped_y)  # background added: 1 - max
+    with pytest.raises(ValueError, match="cannot be built or trained anew"):
+        build_network(model.config)
+    (folder / "weights.pt").write_bytes(archive[: len(archive) // 2])
+    with pytest.raises(ValueError, match="not a TorchScript archive or is damaged"):
+        load_model(folder, "cpu")
+
+
+def test_per_stack_normalization_is_computed_once_from_a_small_sample():
+    import dask.array as da
+
+    from napari_anatomics.models.config import (
+        SAMPLE_SLICES,
+        SAMPLE_VOXELS,
+        normalize,
+        resolve_normalization,
+        stack_sample,
+    )
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 200, (6, 50, 40)).astype(np.uint8)
+    norm = {"mode": "percentile", "min": 2.0, "max": 98.0, "eps": 0.0, "gain": 2.0,
+            "offset": -1.0, "clip": [None, 1.5]}
+    resolved = resolve_normalization(norm, small)
+    lo, hi = np.percentile(small, [2, 98])
+    expected = np.clip(2 * (small - lo) / (hi - lo) - 1, None, 1.5)
+    np.testing.assert_allclose(normalize(small, resolved), expected, atol=1e-5)
+    meanstd = resolve_normalization({"mode": "meanstd", "eps": 0.0}, small)
+    assert meanstd == pytest.approx({"mean": small.mean(), "std": small.std()})
+    with pytest.raises(ValueError, match="resolve it first"):
+        normalize(small, norm)
+    fixed = {"mean": 3.0, "std": 2.0}
+    assert resolve_normalization(fixed, small) == fixed  # our models: unchanged
+    big = da.ones((400, 4096, 4096), dtype=np.uint8, chunks=(1, 1024, 1024))  # 6.7 GB, lazy
+    sample = stack_sample(big)
+    assert sample.shape[0] == SAMPLE_SLICES and sample.size <= SAMPLE_VOXELS

@@ -34,7 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_export)
     i = sub.add_parser(
         "import-model",
-        help="turn a BioImage.IO package made by napari-anatomics into a model folder",
+        help="turn a BioImage.IO model package into a model folder",
+        description=(
+            "Turn a BioImage.IO model package (spec 0.5) into a model folder that "
+            "anatomics predict and Auto-label run tiled: one exported by napari-anatomics, "
+            "or one made elsewhere whose tensors fit (one 2D or 3D grey-value input, one "
+            "output of class or foreground/boundary probabilities) with TorchScript "
+            "weights. Nothing in a package is unpickled and none of its Python runs; "
+            "the imported network must give the package's own test output."
+        ),
     )
     i.add_argument("package", help="the package (.zip) or its rdf.yaml")
     i.add_argument("out", help="model folder to create")
@@ -70,8 +78,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..models.bioimageio import import_model
+    from ..models.config import ModelConfig, per_stack
+    from ..models.zoo_import import import_model
 
     folder = import_model(args.package, args.out)
-    print(f"model folder {folder}: run it with anatomics predict --model {folder}")
+    config = ModelConfig.load(folder)
+    print(
+        f"model folder {folder} ({config.task}: {', '.join(config.targets)}; window "
+        f"{','.join(map(str, config.window))}"
+        + ("; normalized per stack" if per_stack(config.normalization) else "")
+        + f"): run it with anatomics predict {folder} IMAGES --out OUT.zarr"
+    )
     return 0

@@ -1,6 +1,8 @@
-"""Networks: a residual anisotropic 3D U-Net and 2D U-Nets from smp.
+"""Networks: a residual anisotropic 3D U-Net, 2D U-Nets from smp, imported TorchScript.
 
-:func:`build_network` rebuilds the network a :class:`ModelConfig` describes;
+:func:`build_network` rebuilds the network a :class:`ModelConfig` describes (a
+network imported from a BioImage.IO package is its TorchScript archive, see
+:mod:`~napari_anatomics.models.zoo_net`);
 :func:`plan_architecture` fills in the architecture dict (kernels, strides)
 from the voxel size when training starts, so ``config.json`` states exactly
 what was built.
@@ -9,6 +11,7 @@ what was built.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,8 +19,9 @@ from torch import nn
 
 from .config import ModelConfig
 from .unet3d import ResUNet3D, plan_levels
+from .zoo_net import TORCHSCRIPT
 
-#: Architecture names understood by :func:`build_network`.
+#: Architecture names training builds (:func:`build_network` also loads TORCHSCRIPT).
 ARCHITECTURES = ("resunet3d", "unet2d")
 
 
@@ -88,23 +92,43 @@ def network_factor(arch: dict[str, Any]) -> tuple[int, int, int]:
     return tuple(factor)  # type: ignore[return-value]
 
 
-def build_network(config: ModelConfig) -> nn.Module:
+def build_network(
+    config: ModelConfig,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """Build the (untrained) network a model config describes.
 
     Parameters
     ----------
     config : ModelConfig
         Its ``architecture`` dict names the network (see :func:`plan_architecture`).
+    weights : str or Path, optional
+        The TorchScript archive of an imported network (``"name": "torchscript"``),
+        which is loaded, not built; unused by the other architectures.
+    device : str or torch.device
+        Where an imported network is loaded (the others are built on the CPU).
 
     Returns
     -------
     torch.nn.Module
         3D networks map ``(B, 1, Z, Y, X)`` to logits ``(B, C, Z, Y, X)``;
-        2D networks map ``(B, 1, Y, X)`` to ``(B, C, Y, X)``.
+        2D networks map ``(B, 1, Y, X)`` to ``(B, C, Y, X)``. An imported
+        network (:class:`~napari_anatomics.models.zoo_net.ZooNet`) outputs
+        probabilities.
     """
     arch = dict(config.architecture)
     arch.setdefault("out_channels", config.out_channels)
     name = arch.get("name")
+    if name == TORCHSCRIPT:
+        if weights is None:
+            raise ValueError(
+                "an imported network is its TorchScript archive: load its model folder "
+                "(load_model), it cannot be built or trained anew"
+            )
+        from .zoo_net import load_torchscript
+
+        return load_torchscript(weights, arch, device)
     if name == "unet2d":
         from .smp2d import build_unet2d
 
@@ -159,6 +183,7 @@ def run_network(net: nn.Module, batch: torch.Tensor, spatial_dims: int) -> torch
 
 __all__ = [
     "ARCHITECTURES",
+    "TORCHSCRIPT",
     "ResUNet3D",
     "build_network",
     "network_factor",

@@ -12,15 +12,14 @@ The packaged network outputs probabilities (softmax over classes for semantic
 models, sigmoid per channel for instance models), at model resolution: the
 input axes' scale says which voxel size the network expects.
 
-:func:`import_model` turns such a package back into a model folder that
-Auto-label runs tiled over a big stack. Weights are loaded with
-``weights_only=True`` (tensors only, nothing unpickled); a package that was not
-made by napari-anatomics is refused in one line naming what does not fit.
+:func:`~napari_anatomics.models.zoo_import.import_model` turns such a package
+(or one made by another tool, when its tensors fit) back into a model folder
+that Auto-label runs tiled over a big stack. A model imported from another
+tool's package is not exported again: share that package.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 import textwrap
@@ -31,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import build_network, network_factor, unet3d
+from . import TORCHSCRIPT, network_factor, unet3d
 from .config import ModelConfig, normalize
 from .packaged_net import ProbabilityNet, network_source, trace
-from .store import WEIGHTS_NAME, TrainedModel, load_model, save_model
+from .store import load_model
 
 #: The key of our model config inside a package's ``config``.
 CONFIG_KEY = "napari_anatomics"
@@ -196,6 +195,11 @@ def export_model(
 
     model = load_model(model_dir, device="cpu")
     config = model.config
+    if config.architecture.get("name") == TORCHSCRIPT:
+        raise PackageError(
+            f"{model_dir} was imported from a BioImage.IO package made elsewhere "
+            f"({config.data.get('package', '?')}): share that package instead"
+        )
     out = Path(out)
     arch = _architecture(config)
     factor = network_factor(arch)
@@ -289,91 +293,3 @@ def _package_name(config: ModelConfig) -> str:
 
 def _config_record(config: ModelConfig) -> dict[str, Any]:
     return json.loads(json.dumps(config.to_dict()))
-
-
-def import_model(package: str | Path, model_dir: str | Path) -> Path:
-    """Turn a BioImage.IO package made by napari-anatomics into a model folder.
-
-    Parameters
-    ----------
-    package : str or Path
-        A package (.zip) or its ``rdf.yaml``.
-    model_dir : str or Path
-        The model folder to create; it must not hold a model already.
-
-    Returns
-    -------
-    Path
-        The model folder, ready for ``anatomics predict`` and Auto-label.
-
-    Raises
-    ------
-    PackageError
-        When the package is invalid, was not made by napari-anatomics (its network is
-        not one we can rebuild), or its weights do not fit.
-    """
-    _spec()
-    from bioimageio.spec import load_model_description
-
-    package = Path(package)
-    if not package.exists():
-        raise PackageError(f"{package}: no such file; give the package .zip or its rdf.yaml")
-    try:
-        descr = load_model_description(package, perform_io_checks=False)
-    except Exception as err:  # any invalid package gets one line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PackageError(f"{package}: not a valid BioImage.IO model package ({first})") from None
-    extra = dict(descr.config.model_extra or {})
-    if CONFIG_KEY not in extra:
-        raise PackageError(
-            f"{package}: '{descr.name}' was not made by napari-anatomics (its network is "
-            "not one of ours): run it with bioimageio.core, or train a model on your data"
-        )
-    config = ModelConfig.from_dict(dict(extra[CONFIG_KEY]))
-    entry = descr.weights.pytorch_state_dict
-    if entry is None:
-        raise PackageError(f"{package}: has no pytorch_state_dict weights to load")
-    with tempfile.TemporaryDirectory(prefix="anatomics-import-") as tmp:
-        local = Path(tmp) / WEIGHTS_NAME
-        local.write_bytes(_read(package, entry))
-        state = torch.load(local, map_location="cpu", weights_only=True)
-    net = build_network(config)
-    try:
-        net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
-    except RuntimeError as err:
-        raise PackageError(
-            f"{package}: its weights do not fit the network its config describes ({err})"
-        ) from None
-    _check_reproduces(package, descr, net.eval(), config)
-    model_dir = Path(model_dir)
-    if (model_dir / WEIGHTS_NAME).exists():
-        raise PackageError(f"{model_dir} already holds a model: choose another folder")
-    return save_model(model_dir, net, config)
-
-
-def _check_reproduces(package: Path, descr: Any, net: torch.nn.Module, config: ModelConfig):
-    """The rebuilt network gives the package's test output on its test input."""
-
-    def tensor(node: Any) -> np.ndarray:
-        return np.load(io.BytesIO(_read(package, node.test_tensor)), allow_pickle=False)
-
-    raw, expected = tensor(descr.inputs[0]), tensor(descr.outputs[0])
-    model = TrainedModel(net, config, torch.device("cpu"))
-    with torch.no_grad():
-        got = ProbabilityNet(model)(torch.from_numpy(normalize(raw, config.normalization)))
-    if got.shape != expected.shape or not np.allclose(got.numpy(), expected, atol=1e-3):
-        raise PackageError(
-            f"{package}: its weights do not reproduce its own test output; the package is "
-            "damaged or was edited: export it again"
-        )
-
-
-def _read(package: Path, file: Any) -> bytes:
-    """The bytes of a file in the package, checked against its recorded SHA256."""
-    try:
-        return file.get_reader().read()
-    except ValueError as err:  # bioimageio.spec: "SHA256 mismatch for ..."
-        raise PackageError(
-            f"{package}: {str(err).splitlines()[0]}: the package is damaged or was edited; "
-            "export or download it again"
-        ) from None

@@ -45,7 +45,10 @@ class ModelConfig:
         prediction reduces the same way and restores full resolution.
     normalization : dict
         ``{"mean": m, "std": s}`` of the training image (raw grey values):
-        the network sees ``(x - mean) / std``.
+        the network sees ``(x - mean) / std`` (then clipped to ``"clip": [lo, hi]``
+        when given). Models imported from other tools may instead ask for numbers
+        computed once per stack (``"mode": "percentile"`` or ``"meanstd"``, see
+        :func:`resolve_normalization`).
     architecture : dict
         ``{"name": ..., "spatial_dims": 2 or 3, "in_channels": 1,
         "out_channels": n, ...}`` plus the builder's own keys (width, depth, ...).
@@ -65,7 +68,7 @@ class ModelConfig:
     voxel_size: tuple[float, float, float]
     architecture: dict[str, Any]
     targets: list[str]
-    normalization: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
+    normalization: dict[str, Any] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
     downsample: tuple[int, int, int] = (1, 1, 1)
     label_values: list[int] = field(default_factory=list)
     iterations: int = 0
@@ -146,7 +149,15 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a model config")
 
 
-def normalize(block: np.ndarray, normalization: dict[str, float]) -> np.ndarray:
+#: Normalizations whose numbers come from the stack: percentiles, or mean and std.
+STACK_MODES = ("percentile", "meanstd")
+#: The most voxels :func:`stack_sample` reads.
+SAMPLE_VOXELS = 2**22
+#: The most slices :func:`stack_sample` reads.
+SAMPLE_SLICES = 16
+
+
+def normalize(block: np.ndarray, normalization: dict[str, Any]) -> np.ndarray:
     """Apply a model's intensity normalization to raw grey values.
 
     Parameters
@@ -154,16 +165,102 @@ def normalize(block: np.ndarray, normalization: dict[str, float]) -> np.ndarray:
     block : ndarray
         Raw image voxels of any numeric dtype.
     normalization : dict
-        ``{"mean": m, "std": s}`` as stored in :class:`ModelConfig`.
+        ``{"mean": m, "std": s}`` as stored in :class:`ModelConfig`, optionally with
+        ``"clip": [lo, hi]`` (None: no bound); a per-stack one must be resolved first
+        (:func:`resolve_normalization`).
 
     Returns
     -------
     ndarray of float32
-        ``(block - mean) / std``.
+        ``(block - mean) / std``, clipped when asked.
     """
+    if per_stack(normalization):
+        raise ValueError(
+            f"the normalization {normalization} needs numbers from the stack: "
+            "resolve it first (resolve_normalization)"
+        )
     mean = float(normalization.get("mean", 0.0))
     std = float(normalization.get("std", 1.0)) or 1.0
-    return (np.asarray(block, dtype=np.float32) - np.float32(mean)) / np.float32(std)
+    out = (np.asarray(block, dtype=np.float32) - np.float32(mean)) / np.float32(std)
+    clip = normalization.get("clip")
+    if clip is not None:  # [lo, hi], None: unbounded
+        low, high = (np.float32(v) if v is not None else None for v in clip)
+        out = np.clip(out, low, high)
+    return out
+
+
+def per_stack(normalization: dict[str, Any]) -> bool:
+    """True when a normalization's numbers are computed from each stack."""
+    return normalization.get("mode") in STACK_MODES
+
+
+def stack_sample(data: Any) -> np.ndarray:
+    """A small sample of a lazy (z, y, x) stack for its intensity statistics.
+
+    At most :data:`SAMPLE_SLICES` slices evenly spaced in z, each read with one
+    in-plane stride so that the sample holds at most :data:`SAMPLE_VOXELS`
+    voxels; a small stack is read whole.
+
+    Parameters
+    ----------
+    data : array-like
+        The (z, y, x) stack (numpy, dask or zarr); only the sample is read.
+
+    Returns
+    -------
+    ndarray
+        The sampled voxels, (slices, y', x').
+    """
+    z, y, x = data.shape
+    slices = np.unique(np.linspace(0, z - 1, min(z, SAMPLE_SLICES)).round().astype(int))
+    stride = max(1, int(np.ceil(np.sqrt(len(slices) * y * x / SAMPLE_VOXELS))))
+    planes = []
+    for k in slices:
+        plane = data[int(k), ::stride, ::stride]
+        planes.append(np.asarray(plane.compute() if hasattr(plane, "compute") else plane))
+    return np.stack(planes)
+
+
+def resolve_normalization(normalization: dict[str, Any], data: Any) -> dict[str, Any]:
+    """The fixed normalization of one stack: per-stack numbers computed once, from a sample.
+
+    A per-stack normalization is ``{"mode": "percentile", "min": p, "max": q}``
+    (``(x - P_p) / (P_q - P_p + eps)``) or ``{"mode": "meanstd"}``
+    (``(x - mean) / (std + eps)``), optionally followed by ``gain`` and
+    ``offset`` (``y * gain + offset``) and ``"clip": [lo, hi]``. Every tile of
+    the stack then gets the same numbers, computed on :func:`stack_sample`.
+
+    Parameters
+    ----------
+    normalization : dict
+        A model's normalization; a fixed one is returned as is.
+    data : array-like
+        The (z, y, x) stack.
+
+    Returns
+    -------
+    dict
+        ``{"mean": m, "std": s}`` (and ``"clip"``) for :func:`normalize`.
+    """
+    if not per_stack(normalization):
+        return dict(normalization)
+    sample = stack_sample(data).astype(np.float64)
+    eps = float(normalization.get("eps", 1e-6))
+    if normalization["mode"] == "percentile":
+        low, high = np.percentile(
+            sample, [float(normalization.get("min", 0.0)), float(normalization.get("max", 100.0))]
+        )
+        centre, spread = float(low), float(high - low) + eps
+    else:
+        centre, spread = float(sample.mean()), float(sample.std()) + eps
+    std = spread / float(normalization.get("gain", 1.0))
+    resolved: dict[str, Any] = {
+        "mean": centre - float(normalization.get("offset", 0.0)) * std,
+        "std": std,
+    }
+    if normalization.get("clip") is not None:
+        resolved["clip"] = list(normalization["clip"])
+    return resolved
 
 
 def window_fits(window: Sequence[int], shape: Sequence[int]) -> bool:

@@ -1,8 +1,11 @@
 """Model folders: save, load safely, list.
 
-A model folder holds ``config.json`` (:class:`~.model_config.ModelConfig`),
+A model folder holds ``config.json`` (:class:`~.config.ModelConfig`),
 ``weights.pt`` (a plain state dict, loaded with ``weights_only=True``: model
-files travel between labs and must never run code) and ``history.csv``.
+files travel between labs and must never run code) and ``history.csv``. A model
+imported from a BioImage.IO package made elsewhere keeps the package's
+TorchScript archive as ``weights.pt`` (architecture ``"torchscript"``), read
+with ``torch.jit.load``: nothing unpickled, no Python source run either.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 
 from ..core.files import atomic_path
 from ..core.numerics import non_finite_tensors
-from . import build_network, run_network
+from . import TORCHSCRIPT, build_network, run_network
 from .config import ModelConfig
 
 
@@ -30,6 +33,7 @@ class TrainedModel:
     2D models is fine; 2D models run slice by slice) to probabilities
     ``(B, C, Z, Y, X)``: softmax over classes for semantic models, sigmoid
     per channel for instance models (channel order = ``config.targets``).
+    An imported network gives its probabilities itself.
     """
 
     net: torch.nn.Module
@@ -42,6 +46,8 @@ class TrainedModel:
         """Probabilities for a normalized batch (see class docstring)."""
         batch = batch.to(self.device, non_blocking=True)
         logits = run_network(self.net, batch, self.config.spatial_dims)
+        if getattr(self.net, "outputs_probabilities", False):
+            return logits.float()
         if self.config.task == "semantic":
             return torch.softmax(logits.float(), dim=1)
         return torch.sigmoid(logits.float())
@@ -174,12 +180,44 @@ def save_model(
         )
     _atomic_torch_save(state, folder / WEIGHTS_NAME)
     config.save(folder)
-    history_path = folder / HISTORY_NAME
-    with atomic_path(history_path, overwrite=True) as tmp, open(tmp, "w", newline="") as f:
+    _write_history(folder, history)
+    return folder
+
+
+def save_torchscript(folder: str | Path, archive: bytes, config: ModelConfig) -> Path:
+    """Write the model folder of an imported network: its TorchScript archive as is.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created if missing; each file is written to a temporary name and renamed.
+    archive : bytes
+        The TorchScript archive (``weights.pt``).
+    config : ModelConfig
+        Its architecture is ``{"name": "torchscript", ...}``.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not config.name:
+        config.name = folder.name
+    with atomic_path(folder / WEIGHTS_NAME, overwrite=True) as tmp:
+        Path(tmp).write_bytes(archive)
+    config.save(folder)
+    _write_history(folder, ())
+    return folder
+
+
+def _write_history(folder: Path, history: Sequence[dict[str, Any]]) -> None:
+    path = folder / HISTORY_NAME
+    with atomic_path(path, overwrite=True) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-    return folder
 
 
 def load_model(folder: str | Path, device: str | torch.device = "auto") -> TrainedModel:
@@ -188,7 +226,8 @@ def load_model(folder: str | Path, device: str | torch.device = "auto") -> Train
     Parameters
     ----------
     folder : str or Path
-        A folder written by training (``config.json`` + ``weights.pt``).
+        A folder written by training or ``import-model`` (``config.json`` +
+        ``weights.pt``: a state dict, or an imported TorchScript archive).
     device : {"auto", "cpu", "cuda"} or torch.device
 
     Returns
@@ -209,7 +248,9 @@ def load_model(folder: str | Path, device: str | torch.device = "auto") -> Train
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}: the model was never saved")
-    state = _safe_load(weights)
+    imported = config.architecture.get("name") == TORCHSCRIPT
+    net = build_network(config, weights, device) if imported else None
+    state = net.state_dict() if net is not None else _safe_load(weights)
     broken = non_finite_tensors(state)
     if broken:
         raise ValueError(
@@ -217,6 +258,8 @@ def load_model(folder: str | Path, device: str | torch.device = "auto") -> Train
             "training that made it diverged and the model cannot predict; train it again "
             "(with --precision float32 if it ran in mixed precision)"
         )
+    if net is not None:
+        return TrainedModel(net.eval(), config, device, folder)
     net = build_network(config)
     try:
         net.load_state_dict(state)

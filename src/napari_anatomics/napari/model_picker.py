@@ -2,9 +2,9 @@
 
 It lists the model folders of a registry folder
 (:func:`napari_anatomics.models.store.list_models`); a "..." button adds any
-other model folder, or a BioImage.IO package made by napari-anatomics (.zip):
+other model folder, or a BioImage.IO model package (.zip; see zoo_import):
 the package is imported into a model folder next to it
-(:func:`~napari_anatomics.models.bioimageio.import_model`) and chosen; a package
+(:func:`~napari_anatomics.models.zoo_import.import_model`) and chosen; a package
 that cannot be used is refused in one line. Every open drop-down refreshes when
 a training run ends.
 """
@@ -170,7 +170,8 @@ class ModelCombo(QWidget):
             The model folder; None when the package cannot be used (the reason is
             shown in one line and kept in :attr:`error`).
         """
-        from ..models.bioimageio import PackageError, import_model
+        from ..models.bioimageio import PackageError
+        from ..models.zoo_import import import_model
 
         package = Path(package)
         stem = package.parent.name if package.name == "rdf.yaml" else package.stem

@@ -129,6 +129,7 @@ def cluster_executor(
             predictor.batch,
             predictor.precision,
             output,
+            predictor.normalization,
         )
         yield DaskExecutor(client), _run_region, (spec, source, settings, array_path)
     finally:
@@ -177,10 +178,11 @@ def _run_region(block: Block, spec, source: _Source, settings, array_path: str) 
     """Predict and write one region on a worker."""
     import zarr
 
-    plan, tta, tta_mode, batch, precision, output = settings
+    plan, tta, tta_mode, batch, precision, output, normalization = settings
     model = _worker_model(spec)
     predictor = RegionPredictor(
-        model, plan, tta=tta, tta_mode=tta_mode, batch=batch, precision=precision
+        model, plan, tta=tta, tta_mode=tta_mode, batch=batch, precision=precision,
+        normalization=normalization,
     )
     probs = run_job(predictor.region(source.data, block.write))
     write_region(zarr.open_array(array_path, mode="r+"), block.write, probs, output)

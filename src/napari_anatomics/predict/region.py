@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..core.runtime import autocast_dtype
-from ..models.config import normalize
+from ..models.config import normalize, per_stack, resolve_normalization
 from ..models.store import TrainedModel
 from .tiling import TilePlan, reflect_index
 
@@ -130,6 +130,11 @@ class RegionPredictor:
         bfloat16 hardware, where it halves the time per tile (probabilities
         move by 1e-5 on average, at most ~0.03). The resolved choice is
         ``self.precision``.
+    normalization : dict, optional
+        The stack's normalization (default: the model's). A per-stack one
+        (:func:`~napari_anatomics.models.config.resolve_normalization`) is
+        resolved from the stack at the first region, so every tile gets the same
+        numbers; ``self.normalization`` holds the numbers used.
     """
 
     def __init__(
@@ -142,6 +147,7 @@ class RegionPredictor:
         batch: int = 1,
         cache_mb: float = 0.0,
         precision: str = "auto",
+        normalization: dict | None = None,
     ) -> None:
         if tta_mode not in ("mean", "max"):
             raise ValueError(f"tta_mode must be 'mean' or 'max', not {tta_mode!r}")
@@ -149,6 +155,8 @@ class RegionPredictor:
             raise ValueError(f"batch must be a positive number of tiles, not {batch!r}")
         self.model, self.plan, self.batch, self.tta_mode = model, plan, int(batch), tta_mode
         self.tta = int(tta)
+        chosen = model.config.normalization if normalization is None else normalization
+        self.normalization = dict(chosen)
         self._cache: dict[tuple[int, int, int], np.ndarray] = {}
         self._cache_uses: dict[tuple[int, int, int], list[int]] = {}  # later regions
         self._cache_bytes, self._cache_limit = 0, cache_mb * 2**20
@@ -171,6 +179,8 @@ class RegionPredictor:
         ``cache_mb`` so they are not predicted twice.
         """
         plan, window = self.plan, self.plan.window
+        if per_stack(self.normalization):
+            self.normalization = resolve_normalization(self.normalization, data)
         mrange = plan.model_range(region)
         tiles = plan.tiles_for(mrange)
         ready = {k: self._cache[t] for k, t in enumerate(tiles) if t in self._cache}
@@ -227,7 +237,7 @@ class RegionPredictor:
     def _normalized(self, tiles) -> np.ndarray:
         """Stack raw tiles into a normalized float32 batch (B, 1, Z, Y, X)."""
         batch = np.stack(list(tiles))[:, None]
-        return normalize(batch, self.model.config.normalization)
+        return normalize(batch, self.normalization)
 
     def _collect(self, ready, tiles, index, group, handle) -> None:
         """Store a batch's predictions; cache those a later region needs."""

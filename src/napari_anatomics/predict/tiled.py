@@ -32,6 +32,7 @@ from ..core.progress import CancelToken, Job, Progress, relay
 from ..core.runtime import torch_threads
 from ..core.volume import Volume
 from ..io.probabilities import attributes
+from ..models.config import per_stack, resolve_normalization
 from ..models.store import TrainedModel
 from .config import PredictConfig
 from .outputs import write_region
@@ -125,6 +126,8 @@ def predict(
         memory_mb=config.memory_mb,
         blend=config.blend,
     )
+    # A model normalized per stack gets its numbers once, from a sample of the stack.
+    normalization = resolve_normalization(model.config.normalization, image.data)
     predictor = RegionPredictor(
         model,
         plan,
@@ -133,6 +136,7 @@ def predict(
         batch=config.batch,
         cache_mb=config.memory_mb,
         precision=config.precision,
+        normalization=normalization,
     )
     recorded = {
         "shape": list(plan.shape),
@@ -150,6 +154,8 @@ def predict(
         "model": model_fingerprint(model),
         "source": image.source,
     }
+    if per_stack(model.config.normalization):
+        recorded["normalization"] = normalization
     group = zarr.open_group(str(out), mode="a")
     final_path, partial_path = Path(out) / component, partial_path_of(out, component)
     if component in group:
