@@ -221,12 +221,17 @@ def test_predict_writes_labels_as_ome_zarr_read_by_ome_zarr_py(model_and_image, 
     scale = node.metadata["coordinateTransformations"][0][0]["scale"]
     assert scale == [40.0, 20.0, 20.0]  # the voxel size
     assert "image-label" in zarr.open_group(str(own)).attrs
+    maps = next(iter(Reader(parse_url(str(root / "own_probabilities.ome.zarr")))()))
+    probabilities = zarr.open_group(str(root / "o1.zarr"))["probabilities"]
+    assert np.array_equal(np.asarray(maps.data[0]), probabilities[:])
+    assert [a["name"] for a in maps.metadata["axes"]] == ["c", "z", "y", "x"]
     # into the labels/ group of an OME-Zarr image of the stack
     stack = write_ome_zarr(open_volume(image).data, root / "stack.ome.zarr",
                            voxel_size=(40, 20, 20))
     assert main([*args, "--out", str(root / "o2.zarr"), "--ome-zarr", str(stack)]) == 0
     assert zarr.open_group(str(stack / "labels")).attrs["labels"] == ["model"]
     assert np.array_equal(zarr.open_group(str(stack / "labels" / "model"))["0"][:], labels)
+    assert (root / "stack_model_probabilities.ome.zarr").is_dir()
     capsys.readouterr()
     # refused before any work: an existing target, a name that is not *.ome.zarr
     assert main([*args, "--out", str(root / "o3.zarr"), "--ome-zarr", str(own)]) == 1

@@ -138,3 +138,24 @@ def test_napari_ome_zarr_opens_ours_as_multiscale_layers(tmp_path, sample):
     assert list(meta["scale"]) == [40.0, 10.0, 10.0]
     labels, _ = kinds["labels"]
     assert np.array_equal(np.asarray(labels[0]), sample.labels)
+
+
+def test_probability_maps_with_a_channel_axis(tmp_path, sample):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    maps = np.stack([sample.image, 255 - sample.image])  # (C, Z, Y, X)
+    store = write_ome_zarr(maps, tmp_path / "p.ome.zarr", voxel_size=VOXEL,
+                           channels=["foreground", "boundary"], chunks=(4, 64, 64))
+    node = next(iter(Reader(parse_url(str(store)))()))
+    assert [tuple(d.shape) for d in node.data] == [(2, 12, 300, 330), (2, 12, 150, 165)]
+    assert [a["name"] for a in node.metadata["axes"]] == ["c", "z", "y", "x"]
+    assert node.metadata["coordinateTransformations"][1][0]["scale"] == [1.0, 40.0, 20.0, 20.0]
+    level1 = np.asarray(node.data[1][1])
+    expected = np.round((255 - sample.image).reshape(12, 150, 2, 165, 2).mean(axis=(2, 4)))
+    assert np.array_equal(level1, expected.astype(np.uint8))
+    assert [c["label"] for c in zarr.open_group(str(store)).attrs["omero"]["channels"]] == [
+        "foreground", "boundary"
+    ]
+    with pytest.raises(ValueError, match=r"needs a \(3, z, y, x\) stack"):
+        write_ome_zarr(maps, tmp_path / "q.ome.zarr", voxel_size=VOXEL, channels=["a", "b", "c"])

@@ -54,8 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ome-zarr",
         metavar="PATH",
-        help="also write the labels as multiscale OME-Zarr (axes in nm): into the labels/ "
-        "group of PATH when it is an OME-Zarr image, else as a new PATH (*.ome.zarr)",
+        help="also write the results as multiscale OME-Zarr (axes in nm): the labels into "
+        "the labels/ group of PATH when it is an OME-Zarr image, else as a new PATH "
+        "(*.ome.zarr); the probabilities beside it (*_probabilities.ome.zarr)",
     )
     add_decoding_options(p)
     p.add_argument(
@@ -174,14 +175,14 @@ def _predict(args: argparse.Namespace) -> int:
     decoding = segment_config(args, config.decoding)
     image = require_3d(open_volume(args.images, voxel_size=args.voxel_size))
     if args.ome_zarr:
-        from ..tasks.autolabel import ome_zarr_target
+        from ..tasks.autolabel import ome_zarr_targets
 
-        target = ome_zarr_target(args.ome_zarr, config.name)
-        if target.exists() and not args.overwrite:
-            raise FileExistsError(
-                f"--ome-zarr: {target} already exists; choose another name, or replace it "
-                "(--overwrite)"
-            )
+        for target in ome_zarr_targets(args.ome_zarr, config.name):
+            if target.exists() and not args.overwrite:
+                raise FileExistsError(
+                    f"--ome-zarr: {target} already exists; choose another name, or replace "
+                    "it (--overwrite)"
+                )
     labels = not args.no_postprocess and (args.overwrite or not (out / "labels").is_dir())
     check_writable(out, _prediction_bytes(config, image, out, settings, args, labels))
     if settings.scheduler and tls is None:
@@ -211,8 +212,8 @@ def _predict(args: argparse.Namespace) -> int:
         ome_zarr=args.ome_zarr,
     )
     result = run_with_bar(job, "auto-label")
-    if result.ome_zarr is not None:
-        print(f"wrote {result.ome_zarr} (OME-Zarr labels)")
+    for written in result.ome_zarr:
+        print(f"wrote {written} (OME-Zarr)")
     probabilities = result.probabilities
     print(f"wrote {args.out}:probabilities {tuple(probabilities.shape)} {probabilities.dtype}")
     if args.no_postprocess:

@@ -84,11 +84,17 @@ def _colour(label: int) -> list[int]:
 
 
 def _multiscales(
-    name: str, voxel: Sequence[float] | None, factors: list[tuple[int, int, int]], labels: bool
+    name: str,
+    voxel: Sequence[float] | None,
+    factors: list[tuple[int, ...]],
+    labels: bool,
+    channels: bool = False,
 ) -> dict[str, Any]:
     axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
     if voxel is None:  # unknown voxel size: voxel units, no physical unit claimed
         voxel, axes = (1.0, 1.0, 1.0), [{"name": a, "type": "space"} for a in "zyx"]
+    if channels:
+        axes, voxel = [{"name": "c", "type": "channel"}, *axes], (1.0, *voxel)
     return {
         "version": NGFF_VERSION,
         "name": name,
@@ -108,14 +114,15 @@ def _multiscales(
 
 
 def _reduce(level: np.ndarray, step: tuple[int, ...], labels: bool) -> np.ndarray:
-    if step == (1, 1, 1):
+    """A block of the next level: every ``step``-th voxel (labels) or block means."""
+    if all(s == 1 for s in step):
         return level
     if labels:
-        return level[:: step[0], :: step[1], :: step[2]]
+        return level[tuple(slice(None, None, s) for s in step)]
     shape = [s // f for s, f in zip(level.shape, step)]
-    cut = level[: shape[0] * step[0], : shape[1] * step[1], : shape[2] * step[2]]
-    blocks = cut.reshape(shape[0], step[0], shape[1], step[1], shape[2], step[2])
-    mean = blocks.mean(axis=(1, 3, 5), dtype=np.float64)
+    cut = level[tuple(slice(0, n * f) for n, f in zip(shape, step))]
+    blocks = cut.reshape([d for n, f in zip(shape, step) for d in (n, f)])
+    mean = blocks.mean(axis=tuple(range(1, 2 * len(step), 2)), dtype=np.float64)
     if np.issubdtype(level.dtype, np.integer):
         mean = np.round(mean)
     return mean.astype(level.dtype)
@@ -133,6 +140,7 @@ def write_ome_zarr_job(
     *,
     voxel_size: Sequence[float] | None,
     labels: bool = False,
+    channels: Sequence[str] | None = None,
     name: str | None = None,
     chunks: Sequence[int] | None = None,
     levels: int | None = None,
@@ -152,6 +160,9 @@ def write_ome_zarr_job(
         (z, y, x) nm of ``data``; None writes voxel units (scale 1, no unit).
     labels : bool
         Labels: subsampled pyramid and ``image-label`` metadata.
+    channels : sequence of str, optional
+        ``data`` is ``(C, Z, Y, X)`` (e.g. probability maps), one name per channel:
+        a ``c`` axis of type channel, the names as OMERO channel labels.
     name : str, optional
         Name in the metadata (default: the store's name).
     chunks : sequence of 3 int, optional
@@ -172,15 +183,20 @@ def write_ome_zarr_job(
     import zarr
 
     data = da.asarray(data)
-    if data.ndim != 3:
-        raise ValueError(f"OME-Zarr writing needs a (z, y, x) stack, not shape {data.shape}")
+    lead = 1 if channels is not None else 0
+    if data.ndim != 3 + lead or (channels is not None and len(channels) != data.shape[0]):
+        expected = f"({len(channels)}, z, y, x)" if channels is not None else "(z, y, x)"
+        raise ValueError(f"OME-Zarr writing needs a {expected} stack, not shape {data.shape}")
     if labels and not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
         raise ValueError(f"labels must be integer ids, not {data.dtype}")
     voxel = None if voxel_size is None else check_voxel_size(voxel_size, "voxel_size")
     path = Path(path)
     name = name or path.name.split(".")[0]
-    chunk = tuple(min(c, s) for c, s in zip(chunks or DEFAULT_CHUNKS, data.shape))
-    factors = pyramid_factors(data.shape, voxel or (1.0, 1.0, 1.0), levels)
+    space = data.shape[lead:]
+    chunk = (1,) * lead + tuple(min(c, s) for c, s in zip(chunks or DEFAULT_CHUNKS, space))
+    factors = [
+        (1,) * lead + f for f in pyramid_factors(space, voxel or (1.0, 1.0, 1.0), levels)
+    ]
     in_image = labels and path.parent.name == "labels" and is_ome_zarr(path.parent.parent)
     if in_image:  # the image's labels/ group lists its label images
         labels_group = zarr.open_group(str(path.parent), mode="a", zarr_format=2)
@@ -203,7 +219,10 @@ def write_ome_zarr_job(
                     done += 1
                     yield Progress(done, total, f"level {level + 1}/{len(factors)}")
             source, previous = target, factor
-        attrs: dict[str, Any] = {"multiscales": [_multiscales(name, voxel, factors, labels)]}
+        multiscale = _multiscales(name, voxel, factors, labels, bool(lead))
+        attrs: dict[str, Any] = {"multiscales": [multiscale]}
+        if channels is not None:
+            attrs["omero"] = {"channels": [{"label": str(c), "active": True} for c in channels]}
         if labels:
             attrs["image-label"] = _image_label(data, properties, in_image)
         group.attrs.update(attrs)

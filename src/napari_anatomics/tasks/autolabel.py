@@ -12,7 +12,7 @@ output (perhaps proofread by hand) are kept unless ``overwrite`` is given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,8 @@ class AutoLabelResult:
         The model that predicted.
     segment : SegmentConfig or None
         The decoding used (None when no labels were made).
-    ome_zarr : Path or None
-        Where the labels were also written as OME-Zarr, when asked.
+    ome_zarr : list of Path
+        The OME-Zarr images written, when asked: the probabilities, then the labels.
     """
 
     probabilities: Any
@@ -57,7 +57,7 @@ class AutoLabelResult:
     kept: bool
     model: TrainedModel
     segment: SegmentConfig | None = None
-    ome_zarr: Path | None = None
+    ome_zarr: list[Path] = field(default_factory=list)
 
 
 def autolabel(
@@ -97,9 +97,10 @@ def autolabel(
     security : distributed.security.Security, optional
         TLS for ``predict.scheduler``.
     ome_zarr : str or Path, optional
-        Also write the labels as multiscale OME-Zarr (NGFF 0.4, axes in nm): into the
-        ``labels/`` group of this OME-Zarr image when it is one (named after the model),
-        else as an OME-Zarr of their own at this path (``.ome.zarr``).
+        Also write the results as multiscale OME-Zarr (NGFF 0.4, axes in nm): the labels
+        into the ``labels/`` group of this OME-Zarr image when it is one (named after the
+        model), else as an OME-Zarr of their own at this path (``.ome.zarr``); the
+        probabilities (a channel axis) beside it (:func:`ome_zarr_targets`).
     cancel : CancelToken, optional
         A cancelled run returns None; started again, the prediction resumes.
 
@@ -137,6 +138,15 @@ def autolabel(
         }
     )
     result = AutoLabelResult(probabilities, None, False, model)
+    if ome_zarr is not None:
+        maps_target = ome_zarr_targets(ome_zarr, model.config.name)[1]
+        result.ome_zarr.append(
+            (
+                yield from stage(
+                    "OME-Zarr", _write_maps(probabilities, maps_target, image, overwrite)
+                )
+            )
+        )
     yield Progress(0, None, "labelling objects", payload={PROBABILITIES: probabilities})
     if not label:
         return result
@@ -147,8 +157,12 @@ def autolabel(
         except Exception:  # a damaged array is still the user's: keep it, unread
             result.labels = None
         if ome_zarr is not None and result.labels is not None:  # the kept (proofread) ones
-            result.ome_zarr = yield from stage(
-                "OME-Zarr", _write_ome_zarr(result.labels, ome_zarr, image, model, overwrite)
+            result.ome_zarr.append(
+                (
+                    yield from stage(
+                        "OME-Zarr", _write_labels(result.labels, ome_zarr, image, model, overwrite)
+                    )
+                )
             )
         return result
     result.segment = segment or SegmentConfig.tuned(model.config.decoding)
@@ -167,14 +181,25 @@ def autolabel(
     group.attrs["postprocess"] = dict(labels.attrs["postprocess"])
     result.labels = labels
     if ome_zarr is not None:
-        result.ome_zarr = yield from stage(
-            "OME-Zarr", _write_ome_zarr(labels, ome_zarr, image, model, overwrite)
+        result.ome_zarr.append(
+            (
+                yield from stage(
+                    "OME-Zarr", _write_labels(labels, ome_zarr, image, model, overwrite)
+                )
+            )
         )
     return result
 
 
-def ome_zarr_target(path: str | Path, model_name: str) -> Path:
-    """Where :func:`autolabel` writes OME-Zarr labels for ``path`` (see ``ome_zarr``).
+def ome_zarr_targets(path: str | Path, model_name: str) -> tuple[Path, Path]:
+    """Where :func:`autolabel` writes OME-Zarr labels and probabilities for ``path``.
+
+    Returns
+    -------
+    labels, probabilities : Path
+        Into an OME-Zarr image: ``image.ome.zarr/labels/<model>`` and
+        ``image_<model>_probabilities.ome.zarr`` beside it; else ``path`` and
+        ``<path>_probabilities.ome.zarr`` beside it.
 
     Raises
     ------
@@ -184,20 +209,38 @@ def ome_zarr_target(path: str | Path, model_name: str) -> Path:
     target = Path(path)
     if is_ome_zarr(target) and not is_ome_zarr(target, labels=True):  # an image
         name = safe_file_name(model_name or "labels", default="labels")
-        return target / "labels" / name
+        stem = target.name.split(".")[0]
+        return target / "labels" / name, target.with_name(f"{stem}_{name}_probabilities.ome.zarr")
     if not target.name.lower().endswith(".ome.zarr"):
         raise ValueError(
             f"{target}: OME-Zarr labels go into an OME-Zarr image, or into a new store "
             f"named *.ome.zarr: name it {target.name.split('.')[0]}.ome.zarr"
         )
-    return target
+    stem = target.name[: -len(".ome.zarr")]
+    return target, target.with_name(f"{stem}_probabilities.ome.zarr")
 
 
-def _write_ome_zarr(labels, path, image: Volume, model: TrainedModel, overwrite: bool):
+def _write_labels(labels, path, image: Volume, model: TrainedModel, overwrite: bool):
     """The labels as multiscale OME-Zarr: inside an OME-Zarr image, or on their own."""
-    target = ome_zarr_target(path, model.config.name)
+    target = ome_zarr_targets(path, model.config.name)[0]
     name = target.name.split(".")[0]
     job = write_ome_zarr_job(
         labels, target, voxel_size=image.voxel_size, labels=True, name=name, overwrite=overwrite
+    )
+    return (yield from job)
+
+
+def _write_maps(probabilities, target: Path, image: Volume, overwrite: bool):
+    """The (C, Z, Y, X) maps as a multiscale OME-Zarr image with a channel axis."""
+    channels = [str(c) for c in probabilities.attrs.get("channels", [])]
+    if len(channels) != probabilities.shape[0]:
+        channels = [f"channel {i}" for i in range(probabilities.shape[0])]
+    job = write_ome_zarr_job(
+        probabilities,
+        target,
+        voxel_size=image.voxel_size,
+        channels=channels,
+        name=target.name.split(".")[0],
+        overwrite=overwrite,
     )
     return (yield from job)
