@@ -18,6 +18,8 @@ TRAIN = "4. Train"
 
 #: The open panels by display name.
 _OPEN: dict[str, weakref.WeakSet] = {}
+#: What shows a panel that lives inside another dock (the loop's tabs).
+_SHOW: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def register(panel: Any, name: str) -> None:
@@ -25,10 +27,17 @@ def register(panel: Any, name: str) -> None:
     _OPEN.setdefault(name, weakref.WeakSet()).add(panel)
 
 
+def on_open(panel: Any, show: Any) -> None:
+    """Call ``show()`` when :func:`open_panel` hands ``panel`` out (e.g. select its tab)."""
+    _SHOW[panel] = show
+
+
 def open_panel(viewer, name: str) -> Any:
     """The viewer's open panel ``name``, opened as a dock widget when there is none."""
     for panel in _OPEN.get(name, ()):
         if panel.viewer is viewer:
+            if panel in _SHOW:
+                _SHOW[panel]()
             return panel
     _dock, panel = viewer.window.add_plugin_dock_widget("napari-anatomics", name)
     return panel
