@@ -34,6 +34,12 @@ TOOLTIPS: dict[str, str] = {
         "Click a row to find the object; double-click it in the viewer to delete it"
     ),
     "proofread.train": "Choose these labels in the Train panel (to fine-tune)",
+    "edits.merge": "Make the objects of the selected table rows one object (Ctrl/Shift-click "
+    "rows to select several); Ctrl+Z undoes",
+    "edits.seeds": "A points layer for split seeds: click points of the first part, raise "
+    "'part', click the next part",
+    "edits.split": "Grow each part from its seed points over the object (seeded watershed on "
+    "the image, else on the object's shape); each part after the first gets a new id",
     "proofread.colour_by": (
         "Colour each object by a measurement of the table (viridis: low dark, high "
         "bright), or by id"

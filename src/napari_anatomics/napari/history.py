@@ -15,7 +15,11 @@ from .layers import layer_array
 def apply_edit(
     layer: Labels, operation: str, *args: Any, index: pd.DataFrame | None = None, **kwargs: Any
 ):
-    """Run a :mod:`napari_anatomics.analyze.proofread` operation on a layer as one undo step.
+    """Run a proofreading operation on a layer as one undo step.
+
+    ``operation`` names a function of :mod:`napari_anatomics.analyze.proofread`
+    (``delete``, ``merge``, ``remove_small``...) or ``split``
+    (:func:`napari_anatomics.analyze.split.split`).
 
     The core changes the layer's array in place (only inside the objects'
     bounding boxes, taken from ``index`` when given) and returns an
@@ -29,6 +33,7 @@ def apply_edit(
         zarr file), or the operation refuses its arguments; in one line.
     """
     from ..analyze import proofread
+    from ..analyze.split import split
 
     data = layer_array(layer)
     writable = not isinstance(data, da.Array) and hasattr(data, "__setitem__")
@@ -39,7 +44,8 @@ def apply_edit(
             "finish, or save them as .zarr and open that file"
         )
     try:
-        edit = getattr(proofread, operation)(data, *args, index=index, **kwargs)
+        run = split if operation == "split" else getattr(proofread, operation)
+        edit = run(data, *args, index=index, **kwargs)
     except TypeError as err:
         raise ValueError(str(err)) from err
     record_edit(layer, edit)

@@ -33,15 +33,14 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.progress import CancelToken, Job
+from ..edit_tools import EditTools, SaveAndTrain
 from ..features import ColourByCombo, measure_layer_job, table_features, totals_text
 from ..fields import tip
-from ..handoff import send_to_train
 from ..history import apply_edit
 from ..jobs import JobPanel
 from ..layers import LayerCombo, PathEdit, centre_on, layer_array, layer_volume
 from ..plot import HistogramPlot
 from ..table import FrameTable
-from ..worker import until_cancelled
 
 #: Columns shown in the table (in this order, when measured) and their headers.
 TABLE_COLUMNS = {
@@ -59,7 +58,7 @@ BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice
 UNDO_KEYS, REDO_KEYS = ("Control-Z",), ("Control-Shift-Z", "Control-Y")
 
 
-class ProofreadWidget(JobPanel):
+class ProofreadWidget(JobPanel, SaveAndTrain):
     """Measure, inspect and correct an instance labels layer.
 
     The measurement is the panel's job; an edit or another layer starts it
@@ -155,6 +154,7 @@ class ProofreadWidget(JobPanel):
         layout.addWidget(self.totals)
         layout.addWidget(splitter, stretch=1)
         layout.addWidget(edits)
+        layout.addWidget(EditTools(self))
         layout.addWidget(loop)
 
         self.labels_combo.layer_changed.connect(self._attach)
@@ -270,7 +270,7 @@ class ProofreadWidget(JobPanel):
             self._layer.show_selected_label = False
 
     # ---- editing ---------------------------------------------------------------------------
-    def _edit(self, operation: str, *args, what: str, **kwargs) -> int:
+    def edit(self, operation: str, *args, what: str, **kwargs) -> int:
         """Run an edit on the layer as one undo step (:func:`~..history.apply_edit`).
 
         Rows of the removed ids leave the table at once.
@@ -298,7 +298,7 @@ class ProofreadWidget(JobPanel):
     def delete_ids(self, ids: Iterable[int], what: str = "deleted") -> int:
         """Delete objects ``ids`` (one undo step); return how many were deleted."""
         ids = [int(i) for i in ids if int(i) > 0]
-        return self._edit("delete", ids, what=what) if ids else 0
+        return self.edit("delete", ids, what=what) if ids else 0
 
     def merge_ids(self, ids: Iterable[int], into: int | None = None) -> int:
         """Merge objects ``ids`` into ``into`` (default: the smallest), one undo step.
@@ -306,7 +306,7 @@ class ProofreadWidget(JobPanel):
         The merged object is measured again; returns how many ids were merged away.
         """
         ids = [int(i) for i in ids if int(i) > 0]
-        merged = self._edit("merge", ids, into=into, what="merged") if len(ids) > 1 else 0
+        merged = self.edit("merge", ids, into=into, what="merged") if len(ids) > 1 else 0
         if merged:
             self.refresh()
         return merged
@@ -337,7 +337,7 @@ class ProofreadWidget(JobPanel):
     def remove_small(self, min_volume_um3: float) -> int:
         """Delete every object smaller than ``min_volume_um3`` (one undo step)."""
         voxel_size = layer_volume(self._layer).voxel_size if self._layer is not None else None
-        return self._edit(
+        return self.edit(
             "remove_small",
             min_volume_um3,
             unit="um3",
@@ -354,7 +354,7 @@ class ProofreadWidget(JobPanel):
             Only the x/y sides, or every face; default: the panel's choice.
         """
         axes = axes or BORDER_MODES[self.border_mode.currentText()]
-        return self._edit("remove_border", axes=axes, what="touching the border removed")
+        return self.edit("remove_border", axes=axes, what="touching the border removed")
 
     def undo(self) -> None:
         """Undo the last edit of the labels layer (Ctrl+Z on the layer); measure again."""
@@ -367,33 +367,3 @@ class ProofreadWidget(JobPanel):
         if self._layer is not None:
             self._layer.redo()
             self._count_edit()
-
-    # ---- the loop back to training ----------------------------------------------------------
-    def save(self, path: str | None = None):
-        """Save the corrected labels (zarr, tif or h5 by the file's extension)."""
-        from ...io.write import write_volume_job
-
-        layer = self._layer
-        path = path or self.save_path.text()
-        if layer is None or not path:
-            self.fail("choose a labels layer and a file name (.zarr, .tif or .h5)")
-            return None
-        data = np.array(layer_array(layer))
-        voxel_size = layer_volume(layer).voxel_size
-
-        def done(written: str) -> None:
-            layer.metadata["source"] = written
-            self.status.setText(f"Saved corrected labels to {written}")
-            show_info(f"Saved corrected labels to {written}")
-
-        cancel = CancelToken()
-        job = write_volume_job(data, path, voxel_size=voxel_size, labels=True, overwrite=True)
-        saving, description = until_cancelled(job, cancel), f"Saving {layer.name}"
-        return self.run(saving, cancel, description=description, on_result=done, main=False)
-
-    def use_for_training(self) -> None:
-        """Choose these labels (and the image) in the Train panel, opening it if needed."""
-        if self._layer is None:
-            self.fail("choose a labels layer first")
-            return
-        send_to_train(self.viewer, self._layer, self.image_combo.layer())
