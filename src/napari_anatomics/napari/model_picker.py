@@ -62,7 +62,11 @@ def refresh_all(new_model: str | Path | None = None) -> None:
     Drop-downs with ``follow_new`` set (Auto-label's) also choose ``new_model``.
     """
     for combo in list(_COMBOS):
-        combo.refresh()
+        try:
+            combo.refresh()
+        except RuntimeError:  # its panel was closed and Qt deleted the widgets
+            _COMBOS.discard(combo)
+            continue
         if new_model is not None and combo.follow_new:
             combo.select_folder(new_model)
 
