@@ -21,7 +21,12 @@ Dice), then chooses the model's decoding on the painted data
   on cancel and when the generator is closed, written atomically. ``resume``
   restores weights, optimizer, scaler, precision, iteration, elapsed time and
   the torch/numpy/python random states, so a resumed seeded run equals an
-  uninterrupted one. ``init_from`` fine-tunes an earlier model.
+  uninterrupted one. ``init_from`` fine-tunes an earlier model
+  (:mod:`~napari_anatomics.train.start`).
+* With a :class:`~napari_anatomics.train.live.LiveSession`, slices painted
+  while the run goes on join it between steps (a note says which, and
+  ``config.json`` records them under ``slices_joined``), and copies of the
+  weights are published for the front end's preview.
 """
 
 from __future__ import annotations
@@ -55,7 +60,6 @@ from ..models.store import (
     CHECKPOINT_NAME,
     HISTORY_FIELDS,
     load_checkpoint,
-    load_model,
     save_checkpoint,
     save_model,
 )
@@ -64,9 +68,11 @@ from .auto import describe_recipe, resolve
 from .checks import check_training_data
 from .decoding import tune_decoding
 from .holdout import holdout_tiles, validation_origins
+from .live import LiveRun, LiveSession
 from .losses import dice_score, instance_loss, semantic_loss
 from .recipe import TrainConfig
 from .sampler import CropSampler, prepare_data
+from .start import check_resumable, init_from
 
 #: Batches the first check of mixed precision runs on (failures can be intermittent).
 CHECK_BATCHES = 2
@@ -84,6 +90,7 @@ def train(
     config: TrainConfig,
     out_dir: str | Path,
     cancel: CancelToken | None = None,
+    live: LiveSession | None = None,
 ) -> Job[Path]:
     """Train a model; a job generator yielding :class:`Progress`, returning the folder.
 
@@ -97,12 +104,17 @@ def train(
         Model folder to write (config.json, weights.pt, history.csv, checkpoint.pt).
     cancel : CancelToken, optional
         Stops training at the next iteration; the model is saved (not tuned).
+    live : LiveSession, optional
+        Shared with a front end: slices painted meanwhile join the training
+        between steps, and weights are published for its preview
+        (:mod:`~napari_anatomics.train.live`).
 
     Yields
     ------
     Progress
         The first event's message is the recipe; ``metrics``: iteration, loss,
-        lr, it_s, eta_s, skipped, and val_dice when validating.
+        lr, it_s, eta_s, skipped, and val_dice when validating. Notes say when
+        painted slices join.
 
     Returns
     -------
@@ -125,14 +137,14 @@ def train(
             "or resume it (--resume)"
         )
     if config.resume:
-        _check_resumable(out_dir, mconfig)
+        check_resumable(out_dir, mconfig)
     device = device_for(config.device)
     yield Progress(0, config.iterations, describe_recipe(config, why, device), note=True)
     with torch_threads(device, config.threads):
-        return (yield from _run(image, labels, config, mconfig, out_dir, device, cancel))
+        return (yield from _run(image, labels, config, mconfig, out_dir, device, cancel, live))
 
 
-def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
+def _run(image, labels, config, mconfig, out_dir, device, cancel, live) -> Job[Path]:
     """The training loop proper (settings already checked)."""
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -144,11 +156,11 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         cache_mb=config.cache_mb,
     )
     if not config.use_mask:
-        data.annotated[:] = True
+        data.use_mask, data.annotated[:] = False, True
     mconfig.normalization = data.normalization
     net = build_network(mconfig)
     if config.init_from:
-        _init_from(net, mconfig, Path(config.init_from))
+        init_from(net, mconfig, Path(config.init_from))
     net.to(device)
     # Held-out tiles half a window wide (whole objects fit in a few of them).
     held = holdout_tiles(data.shape[1:], max(mconfig.window[1:]) // 2, config.val_fraction)
@@ -176,6 +188,7 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
         paste=config.copy_paste if config.augment else 0.0,
     )
     val_crops = validation_origins(data, mconfig.window, held) if held is not None else []
+    link = LiveRun(live, sampler, config.iterations) if live is not None else None
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp = autocast_dtype(device, config.precision)
     state = {"iteration": 0, "elapsed": 0.0, "history": [], "skipped": 0, "precision": []}
@@ -262,6 +275,7 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
             if config.time_limit_s:
                 progress = max(progress, elapsed / config.time_limit_s)
             lr = _lr(config, state["iteration"], progress)
+            lr *= link.lr_factor(state["iteration"]) if link is not None else 1.0
             for group in opt.param_groups:
                 group["lr"] = lr
             loss, applied = guarded_step(
@@ -314,15 +328,20 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel) -> Job[Path]:
                 save()
                 last_saved = it
             yield Progress(it, config.iterations, f"iteration {it}", metrics)
+            note = link.step(net, it, mconfig) if link is not None else None
+            if note is not None:
+                mconfig.training["slices_joined"] = [j.to_dict() for j in live.joined]
+                yield note
         finished = cancel is None or not cancel.cancelled
     finally:
         if state["iteration"] != last_saved or not (out_dir / CHECKPOINT_NAME).exists():
             save()
     if finished and config.tune_decoding and state["iteration"] > state["skipped"]:
         net.eval()
+        painted_labels = link.labels(labels) if link is not None else labels
         result = yield from stage(
             "decoding",
-            tune_decoding(net, mconfig, image, labels, held, device, amp, cancel),
+            tune_decoding(net, mconfig, image, painted_labels, held, device, amp, cancel),
         )
         if result is not None:
             mconfig.decoding, mconfig.validation = result
@@ -368,33 +387,6 @@ def _eta(config: TrainConfig, it: int, it_s: float, elapsed: float) -> float:
     if config.time_limit_s is not None:
         eta = min(eta, max(0.0, config.time_limit_s - elapsed))
     return float(eta)
-
-
-def _check_resumable(out_dir: Path, mconfig: ModelConfig) -> None:
-    if not (out_dir / CHECKPOINT_NAME).exists():
-        raise FileNotFoundError(f"nothing to resume: {out_dir} has no {CHECKPOINT_NAME}")
-    saved = ModelConfig.load(out_dir)
-    for key in ("architecture", "targets", "window", "downsample"):
-        if getattr(saved, key) != getattr(mconfig, key):
-            raise ValueError(
-                f"cannot resume {out_dir}: it was trained with {key} {getattr(saved, key)}, "
-                f"this run asks for {getattr(mconfig, key)}; resume with the same settings"
-            )
-
-
-def _init_from(net: torch.nn.Module, mconfig: ModelConfig, folder: Path) -> None:
-    """Load an earlier model's weights (fine-tuning), keeping its normalization."""
-    earlier = load_model(folder, device="cpu")
-    old, new = earlier.config.architecture, mconfig.architecture
-    if old != new or earlier.config.targets != mconfig.targets:
-        raise ValueError(
-            f"cannot fine-tune from {folder}: its network ({old.get('name')}, outputs "
-            f"{earlier.config.targets}) differs from this run's ({new.get('name')}, outputs "
-            f"{mconfig.targets}); use the same task, architecture, width, depth and window"
-        )
-    net.load_state_dict(earlier.net.state_dict())
-    mconfig.normalization = dict(earlier.config.normalization)
-    mconfig.training["init_from"] = str(folder)
 
 
 __all__ = ["NonFiniteTraining", "TrainConfig", "train"]

@@ -1,125 +1,36 @@
-"""Training data at model resolution and random crops from the painted regions.
+"""Random training crops from the painted regions.
 
-:func:`prepare_data` reduces the image (block mean) and the labels (centre
-voxel of each block) lazily with dask, finds the annotated slices and a coarse
-map of where objects are, and keeps the reduced arrays in memory only when
-they are small (``cache_mb``); otherwise each crop is read by slicing the dask
-arrays and computing just that crop.
-
-:class:`CropSampler` draws windows that always contain an annotated slice;
-a share of them (``fg_fraction``) is centred on painted objects so that sparse
+:class:`CropSampler` draws windows that always contain an annotated slice of
+the training data (:mod:`~napari_anatomics.train.data`, whose
+:func:`prepare_data` and :class:`TrainingData` this module also exports); a
+share of them (``fg_fraction``) is centred on painted objects so that sparse
 objects are seen. Objects are drawn by object, not by area (``balance``): a
 small object is as likely to be the centre of a crop as a large one.
+:meth:`CropSampler.add_slices` takes slices painted while training runs, and
+:attr:`CropSampler.uses` counts the training crops each slice was in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import cc3d
-import dask.array as da
 import numpy as np
 
 from ..models.config import normalize
 from .augment import Augmenter, paste_object, resample_crop
+from .data import FG_CELL, SliceUpdate, TrainingData, prepare_data, reduce_image, reduce_labels
 from .targets import contact_band, instance_targets, loss_mask, semantic_targets
 
-#: Cell size (y, x) of the coarse foreground map used to find objects.
-FG_CELL = 16
-
-
-@dataclass
-class TrainingData:
-    """Image and labels at model resolution plus what sampling needs."""
-
-    image: np.ndarray | da.Array
-    labels: np.ndarray | da.Array
-    annotated: np.ndarray
-    fg_cells: np.ndarray
-    normalization: dict[str, float]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(z, y, x) shape at model resolution."""
-        return tuple(self.image.shape)  # type: ignore[return-value]
-
-    @property
-    def cached(self) -> bool:
-        """True when the arrays are held in memory."""
-        return isinstance(self.image, np.ndarray)
-
-
-def reduce_image(data: da.Array, factors: Sequence[int]) -> da.Array:
-    """Block mean by (z, y, x) factors (edges that do not fill a block are dropped)."""
-    factors = tuple(int(f) for f in factors)
-    if factors == (1, 1, 1):
-        return data
-    trimmed = data[tuple(slice(0, s - s % f) for s, f in zip(data.shape, factors))]
-    return da.coarsen(
-        np.mean, trimmed.astype(np.float32), dict(enumerate(factors)), trim_excess=True
-    )
-
-
-def reduce_labels(data: da.Array, factors: Sequence[int]) -> da.Array:
-    """Centre voxel of each (z, y, x) block (labels must not be averaged)."""
-    factors = tuple(int(f) for f in factors)
-    if factors == (1, 1, 1):
-        return data
-    index = tuple(slice(f // 2, s - s % f, f) for s, f in zip(data.shape, factors))
-    return data[index]
-
-
-def prepare_data(
-    image: da.Array,
-    labels: da.Array,
-    downsample: Sequence[int] = (1, 1, 1),
-    *,
-    ignore_value: int | None = None,
-    cache_mb: float = 1024.0,
-) -> TrainingData:
-    """Reduce, scan and (if small) cache the training data.
-
-    Parameters
-    ----------
-    image, labels : dask.array.Array, (z, y, x)
-        Full-resolution arrays of the same shape.
-    downsample : sequence of 3 ints
-        (z, y, x) reduction factors.
-    ignore_value : int, optional
-        Label value meaning "not painted".
-    cache_mb : float
-        Keep the reduced arrays in memory when together they are smaller.
-
-    Returns
-    -------
-    TrainingData
-    """
-    image_r = reduce_image(image, downsample)
-    labels_r = reduce_labels(labels, downsample)
-    fz = int(downsample[0])
-    painted = labels != 0
-    per_slice = painted.any(axis=(1, 2)).compute()
-    n = labels_r.shape[0]
-    annotated = np.array([per_slice[z * fz : (z + 1) * fz].any() for z in range(n)])
-    size_mb = (image_r.size * 4 + labels_r.size * labels_r.dtype.itemsize) / 1e6
-    if size_mb <= cache_mb:
-        image_r = image_r.astype(np.float32).compute()
-        labels_r = np.asarray(labels_r.compute())
-    lab = da.asarray(labels_r)
-    fg = lab > 0
-    if ignore_value is not None:
-        fg &= lab != ignore_value
-    fg = fg & da.asarray(annotated)[:, None, None]
-    ny, nx = (s // FG_CELL * FG_CELL for s in fg.shape[1:])
-    cells = da.coarsen(np.any, fg[:, :ny, :nx], {1: FG_CELL, 2: FG_CELL})
-    fg_cells = np.argwhere(np.asarray(cells.compute()))
-    idx = np.flatnonzero(annotated)
-    stride = max(1, int(np.sqrt(image_r.shape[1] * image_r.shape[2] * idx.size / 4e6)))
-    sample = da.asarray(image_r)[idx][:, ::stride, ::stride].astype(np.float64)
-    mean, std = (float(v) for v in da.compute(sample.mean(), sample.std()))
-    return TrainingData(image_r, labels_r, annotated, fg_cells, {"mean": mean, "std": std or 1.0})
-
+__all__ = [
+    "FG_CELL",
+    "CropSampler",
+    "SliceUpdate",
+    "TrainingData",
+    "prepare_data",
+    "reduce_image",
+    "reduce_labels",
+]
 
 class CropSampler:
     """Random training crops (image, targets, mask) from the painted regions.
@@ -190,20 +101,48 @@ class CropSampler:
         self.augmenter = augmenter
         self.paste = float(paste)
         self.holdout = holdout
+        self.balance = balance
+        #: Training crops (from :meth:`batch`) that held each annotated slice (model z).
+        self.uses = np.zeros(data.shape[0], dtype=np.int64)
+        self._select_cells()
+
+    def _select_cells(self) -> None:
+        """The object cells crops are centred on, their weights and the annotated slices."""
         x0, x1 = self.x_range
-        cells = data.fg_cells
+        cells = self.data.fg_cells
         # Whole cells only: a painted voxel drawn from a cell reaching past
         # ``x_range`` could not be held by a window inside it.
         left = cells[:, 2] * FG_CELL
         keep = (left >= x0) & (left + FG_CELL <= x1)
-        if holdout is not None and cells.size:
-            cy = np.minimum(cells[:, 1] * FG_CELL + FG_CELL // 2, holdout.shape[0] - 1)
-            cx = np.minimum(left + FG_CELL // 2, holdout.shape[1] - 1)
-            keep &= ~holdout[cy, cx]
+        if self.holdout is not None and cells.size:
+            cy = np.minimum(cells[:, 1] * FG_CELL + FG_CELL // 2, self.holdout.shape[0] - 1)
+            cx = np.minimum(left + FG_CELL // 2, self.holdout.shape[1] - 1)
+            keep &= ~self.holdout[cy, cx]
         self.fg_cells = cells[keep]
-        weights = _object_weights(self.fg_cells) if balance else None
+        weights = _object_weights(self.fg_cells) if self.balance else None
         self._cell_cdf = np.cumsum(weights) if weights is not None else None
-        self.annotated_z = np.flatnonzero(data.annotated)
+        self.annotated_z = np.flatnonzero(self.data.annotated)
+
+    def add_slices(self, slices: Mapping[int, np.ndarray]) -> SliceUpdate:
+        """Add or replace painted full-resolution slices (:meth:`TrainingData.paint`).
+
+        The next crops come from the new annotated slices and objects too; the
+        held-out tiles stay as they are (a slice painted inside one stays held out).
+
+        Parameters
+        ----------
+        slices : mapping of int to ndarray
+            Full-resolution z -> (y, x) labels.
+
+        Returns
+        -------
+        SliceUpdate
+            What changed, at model resolution.
+        """
+        update = self.data.paint(slices)
+        if update.any:
+            self._select_cells()
+        return update
 
     def _start(self, centre: int, size: int, lo: int, hi: int) -> int:
         return int(np.clip(centre - size // 2, lo, max(lo, hi - size)))
@@ -325,7 +264,12 @@ class CropSampler:
 
     def batch(self, size: int):
         """Stack ``size`` random augmented crops: image, target, mask arrays."""
-        crops = [self.crop(self.draw()) for _ in range(size)]
+        crops = []
+        for _ in range(size):
+            origin = self.draw()
+            z = slice(origin[0], origin[0] + self.window[0])
+            self.uses[z] += self.data.annotated[z]
+            crops.append(self.crop(origin))
         return tuple(np.stack(parts) for parts in zip(*crops))
 
 
