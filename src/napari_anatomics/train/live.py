@@ -24,8 +24,11 @@ panel):
 the validation crops stay as they were (a slice painted inside a held-out tile
 stays held out, and the validation curve stays comparable); the decoding
 chosen after training sees the slices that joined. AdamW's moments and the
-learning-rate schedule continue when slices join (see :data:`REWARM` for what
-was measured).
+learning-rate schedule continue when slices join: on the bundled sample (2D
+defaults, 300 steps, 3 slices joining at step 150 to the 2 painted, scored on
+the 5 never painted, seeds 0 and 1), continuing gave Dice 0.910 / 0.918 and
+AP@0.5 0.561 / 0.559, a 25-step re-warmup 0.911 / 0.916 and 0.557 / 0.563: no
+difference, so nothing restarts.
 """
 
 from __future__ import annotations
@@ -44,11 +47,6 @@ from ..core.progress import Progress
 from ..core.volume import Volume
 from ..models.config import ModelConfig
 from .sampler import CropSampler
-
-#: Steps over which the learning rate climbs back to the schedule after slices
-#: join (0: the schedule just continues). Measured on the bundled sample: see
-#: the report of issue 15 and ``tests/test_live.py``.
-REWARM = 0
 
 
 @dataclass(frozen=True)
@@ -245,7 +243,6 @@ class LiveRun:
     def __init__(self, session: LiveSession, sampler: CropSampler, total: int) -> None:
         self.session, self.sampler, self.total = session, sampler, total
         self.painted: dict[int, np.ndarray] = {}
-        self.joined_at: int | None = None
 
     def step(self, net: torch.nn.Module, iteration: int, config: ModelConfig) -> Progress | None:
         """Between two steps: apply pending slices (a note when they changed the data),
@@ -277,15 +274,7 @@ class LiveRun:
                    f"(now {update.annotated} painted slices)")
         self.session._record(Joined(iteration, update.received, *full, update.annotated,
                                     message))
-        if update.joined or update.changed:
-            self.joined_at = iteration
         return Progress(iteration, self.total, message, note=True)
-
-    def lr_factor(self, iteration: int) -> float:
-        """The learning rate's share of the schedule at ``iteration`` (re-warmup after a join)."""
-        if not REWARM or self.joined_at is None:
-            return 1.0
-        return min(1.0, (iteration - self.joined_at + 1) / REWARM)
 
     def labels(self, labels: Volume) -> Volume:
         """``labels`` with the slices taken in painted over it (for tuning the decoding)."""

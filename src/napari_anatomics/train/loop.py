@@ -275,7 +275,6 @@ def _run(image, labels, config, mconfig, out_dir, device, cancel, live) -> Job[P
             if config.time_limit_s:
                 progress = max(progress, elapsed / config.time_limit_s)
             lr = _lr(config, state["iteration"], progress)
-            lr *= link.lr_factor(state["iteration"]) if link is not None else 1.0
             for group in opt.param_groups:
                 group["lr"] = lr
             loss, applied = guarded_step(
