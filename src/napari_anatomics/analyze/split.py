@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
@@ -54,7 +55,8 @@ def split(
     index : DataFrame or mapping, optional
         Bounding boxes (see :func:`~napari_anatomics.analyze.proofread.delete`).
     next_id : int, optional
-        The first new id; default one more than the largest id in ``labels``.
+        The first new id; default one more than the largest id in ``labels`` (in
+        ``index`` when it is a measure table, else found with one pass).
 
     Returns
     -------
@@ -86,8 +88,9 @@ def split(
             raise ValueError(f"seed group {k} does not touch object {obj}: draw it on the object")
         markers[tuple(points.T)] = k
     grown = watershed(_elevation(block, mask, box, boundary, image), markers, mask=mask)
-    if next_id is None:
-        next_id = int(present_ids(labels).max()) + 1
+    if next_id is None:  # a measure table lists every id: no pass over the labels
+        known = index["id"] if isinstance(index, pd.DataFrame) and len(index) else None
+        next_id = int(known.max() if known is not None else present_ids(labels).max()) + 1
     new_ids = np.arange(next_id, next_id + len(seeds) - 1)
     if new_ids[-1] > np.iinfo(labels.dtype).max:
         raise ValueError(f"id {new_ids[-1]} does not fit in labels of type {labels.dtype}")
