@@ -145,6 +145,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     return _safe_load(Path(path), device)
 
 
+def _model_folder(folder: str | Path, config: ModelConfig) -> Path:
+    """The folder to save into, created; the model is named after it unless named."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not config.name:
+        config.name = folder.name
+    return folder
+
+
 def save_model(
     folder: str | Path,
     net: torch.nn.Module,
@@ -167,10 +176,7 @@ def save_model(
     Path
         The folder.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not config.name:
-        config.name = folder.name
+    folder = _model_folder(folder, config)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     broken = non_finite_tensors(state)
     if broken:
@@ -201,10 +207,7 @@ def save_torchscript(folder: str | Path, archive: bytes, config: ModelConfig) ->
     Path
         The folder.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not config.name:
-        config.name = folder.name
+    folder = _model_folder(folder, config)
     with atomic_path(folder / WEIGHTS_NAME, overwrite=True) as tmp:
         Path(tmp).write_bytes(archive)
     config.save(folder)
