@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -39,8 +40,9 @@ from napari_anatomics.napari.plot import HistogramPlot, LinePlot, nice_ticks
 from napari_anatomics.train.loop import TrainConfig, train
 
 # Training in this process after a viewer made its OpenGL context must not load
-# triton (a segfault under Mesa); the panels do this when they open, the
-# headless fixture below needs it too.
+# triton (a segfault under Mesa): importing napari_anatomics.napari keeps it out;
+# and torch._dynamo is imported up front, as the panels do when they open.
+assert sys.modules["triton"] is None
 prepare_torch()
 
 #: qtbot timeouts only detect a hang, they are no speed target: two minutes is far

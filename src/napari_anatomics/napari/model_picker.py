@@ -12,7 +12,6 @@ a training run ends.
 from __future__ import annotations
 
 import os
-import sys
 import weakref
 from pathlib import Path
 
@@ -28,16 +27,11 @@ _COMBOS: weakref.WeakSet = weakref.WeakSet()
 def prepare_torch() -> None:
     """Get torch ready for jobs in worker threads of the napari process.
 
-    * Keep torch from loading triton: loading triton's bundled LLVM after the
-      OpenGL driver's (Mesa's llvmpipe, e.g. under Xvfb or without a GPU
-      driver) crashes the viewer (segmentation fault) the first time an
-      optimizer imports ``torch._dynamo``. Training and prediction never
-      compile kernels, so nothing is lost.
-    * Import ``torch._dynamo`` now, when a panel opens: imported lazily by the
-      first optimizer in the worker thread, it stalls the viewer for most of a
-      second in the middle of a run.
+    Imports ``torch._dynamo`` now, when a panel opens: imported lazily by the
+    first optimizer in the worker thread, it stalls the viewer for most of a
+    second in the middle of a run. (Triton is kept out of the napari process by
+    :mod:`napari_anatomics.napari` itself.)
     """
-    sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
     import torch._dynamo  # noqa: F401
 
 
