@@ -22,7 +22,7 @@ from napari_anatomics.segment.config import SegmentConfig
 from napari_anatomics.train.holdout import holdout_tiles
 from napari_anatomics.train.live import LiveSession
 from napari_anatomics.train.loop import TrainConfig, train
-from napari_anatomics.train.preview import decode_view, preview
+from napari_anatomics.train.preview import LivePreview, decode_view, preview
 from napari_anatomics.train.sampler import FG_CELL, CropSampler, prepare_data
 
 #: A 3D run small enough for seconds on one CPU thread (float32: exact comparisons).
@@ -148,6 +148,43 @@ def test_preview_of_published_weights_equals_the_prediction(live_run, synthetic,
     assert labels.dtype == np.uint32
 
 
+def test_live_preview_is_due_for_a_new_view_or_newer_weights_within_its_duty(
+    live_run, synthetic
+):
+    session, _, _, _ = live_run
+    image, _ = synthetic.volumes()
+    weights = session.weights()
+    fresh = LiveSession(publish_every_s=0.0)
+    live = LivePreview(fresh, image, duty=1.0)
+    assert not live.due() and live.run() is None  # no weights yet
+    net = trained_model(weights.state, weights.config).net
+    fresh.publish(net, 7, weights.config)
+    assert not live.due()  # nothing asked to be shown yet
+    live.show(z=LATE)
+    assert live.due()
+    shown = live.run()
+    assert shown.region == (slice(LATE, LATE + 1), slice(0, 64), slice(0, 64))
+    assert (shown.version, shown.iteration, shown.labels.shape) == (1, 7, (64, 64))
+    _, expected = preview(weights.state, weights.config, image, z=LATE)
+    np.testing.assert_array_equal(shown.labels, expected)
+    assert not live.due()  # the same view, the same weights
+    box = (slice(0, 8), slice(0, 32), slice(16, 48))
+    live.show(box=box)
+    assert live.due() and live.run().labels.shape == (8, 32, 32)
+    fresh.publish(net, 8, weights.config)
+    assert live.due()  # duty 1: newer weights are due at once
+    # duty 0.001: newer weights wait 999 times what the last preview took
+    slow = LivePreview(fresh, image, duty=0.001)
+    slow.show(z=0)
+    slow.run()
+    fresh.publish(net, 9, weights.config)
+    assert not slow.due()
+    slow.show(z=1)
+    assert slow.due()  # a new view never waits
+    with pytest.raises(ValueError, match="duty"):
+        LivePreview(fresh, image, duty=0)
+
+
 def test_2d_model_preview_predicts_the_slice_alone(synthetic, tmp_path):
     image, _ = synthetic.volumes()
     arch = plan_architecture("unet2d", 2, (40.0, 10.0, 10.0), (1, 32, 32), depth=3)
@@ -157,7 +194,11 @@ def test_2d_model_preview_predicts_the_slice_alone(synthetic, tmp_path):
     state = build_network(config).state_dict()
     assert view_region(image.shape, config, z=3) == (slice(3, 4), slice(0, 64), slice(0, 64))
     expected = full_prediction(trained_model(state, config), image, tmp_path / "p.zarr")
-    probs, _ = preview(state, config, image, z=3, previewer=Previewer(config, precision="float32"))
+    previewer = Previewer(config, precision="float32")
+    probs, _ = preview(state, config, image, z=3, previewer=previewer)
+    np.testing.assert_allclose(probs, expected[:, 3], atol=1e-6)
+    # a plain numpy stack works the same (its .data is a buffer, not the array)
+    probs, _ = preview(state, config, np.asarray(image.data), z=3, previewer=previewer)
     np.testing.assert_allclose(probs, expected[:, 3], atol=1e-6)
 
 

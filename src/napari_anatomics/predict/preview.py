@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..core.progress import run_job
+from ..core.volume import Volume
 from ..models import build_network
 from ..models.config import ModelConfig
 from ..models.store import TrainedModel
@@ -151,7 +152,7 @@ class Previewer:
             What they cover, full resolution (for ``z`` with a 3D model, the slab).
         """
         model = self.model(source, config)
-        data = getattr(image, "data", image)
+        data = image.data if isinstance(image, Volume) else image
         region = view_region(data.shape, model.config, z, box)
         plan = TilePlan.create(
             data.shape,

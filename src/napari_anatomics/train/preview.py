@@ -13,14 +13,17 @@ as the most probable class, shown with its painted label value.
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..core.progress import run_job
 from ..models.config import ModelConfig
-from ..predict.preview import Previewer
+from ..predict.preview import Previewer, view_region
 from ..segment.config import SegmentConfig
 from ..segment.postprocess import postprocess
 
@@ -100,3 +103,105 @@ def decode_view(
             probs, work, decoding, task="instance", channels=config.targets, overwrite=True
         )
         return np.asarray(run_job(job)[...])
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    """One preview of a running job's weights.
+
+    Attributes
+    ----------
+    labels : ndarray
+        ``(y, x)`` for a slice, ``(z, y, x)`` for a box (see :func:`preview`).
+    region : tuple of 3 slices
+        Where ``labels`` go in the stack (one slice deep for a slice).
+    version, iteration : int
+        The published weights used (:class:`~napari_anatomics.train.live.LiveWeights`).
+    seconds : float
+        How long the preview took.
+    """
+
+    labels: np.ndarray
+    region: tuple[slice, slice, slice]
+    version: int
+    iteration: int
+    seconds: float
+
+
+class LivePreview:
+    """When and what to preview during a run: the view asked for, the newest weights.
+
+    A front end (the Train panel, a scripted user) says what is visible
+    (:meth:`show`), asks :meth:`due` on a timer and calls :meth:`run` off its
+    GUI thread when it is. A new view is due at once; newer weights are due
+    once the time since the last preview is at least ``(1 / duty - 1)`` times
+    what that preview took, so previews take at most ``duty`` of one core
+    however slow the machine (they run beside training, which never waits).
+
+    Parameters
+    ----------
+    session : LiveSession
+        The running job's session (its published weights).
+    image : Volume or array-like
+        The (z, y, x) stack being trained on.
+    duty : float
+        Largest share of the time spent previewing new weights (0 < duty <= 1).
+    segment : SegmentConfig, optional
+        Instance decoding; default the model's.
+    """
+
+    def __init__(
+        self, session: Any, image: Any, *, duty: float = 0.1,
+        segment: SegmentConfig | None = None,
+    ) -> None:
+        if not 0 < duty <= 1:
+            raise ValueError(f"duty must be in (0, 1], not {duty}")
+        self.session, self.image, self.duty, self.segment = session, image, duty, segment
+        self._lock = threading.Lock()
+        self._view: tuple[int | None, tuple[slice, ...] | None] | None = None
+        self._shown: tuple[Any, int] | None = None
+        self._ended_at = -np.inf
+        self._cost = 0.0
+        self._previewer: Previewer | None = None
+
+    def show(self, z: int | None = None, box: Sequence[slice] | None = None) -> None:
+        """The visible slice ``z`` (2D view) or ``box`` (3D view) to preview."""
+        with self._lock:
+            self._view = (None if z is None else int(z), None if box is None else tuple(box))
+
+    def due(self) -> bool:
+        """Whether :meth:`run` would show something new now."""
+        weights = self.session.weights()
+        with self._lock:
+            if weights is None or self._view is None:
+                return False
+            if self._shown is None or self._shown[0] != self._view:
+                return True
+            wait = self._cost * (1 / self.duty - 1)
+            fresh = weights.version > self._shown[1]
+            return fresh and time.monotonic() - self._ended_at >= wait
+
+    def run(self) -> PreviewResult | None:
+        """Preview the asked view with the newest weights (None before any weights)."""
+        weights = self.session.weights()
+        with self._lock:
+            view = self._view
+        if weights is None or view is None:
+            return None
+        start = time.monotonic()
+        if self._previewer is None:
+            self._previewer = Previewer(weights.config)
+        z, box = view
+        _, labels = preview(
+            weights.state, weights.config, self.image, z=z, box=box,
+            segment=self.segment, previewer=self._previewer,
+        )
+        shape = getattr(self.image, "shape", None) or np.shape(self.image)
+        region = (
+            (slice(z, z + 1), slice(0, shape[1]), slice(0, shape[2])) if z is not None
+            else view_region(shape, weights.config, box=box)
+        )
+        end = time.monotonic()
+        with self._lock:
+            self._shown, self._ended_at, self._cost = (view, weights.version), end, end - start
+        return PreviewResult(labels, region, weights.version, weights.iteration, end - start)
