@@ -109,6 +109,31 @@ def test_weights_are_published_only_while_the_preview_is_on(live_run):
     assert weights.config.normalization["std"] > 0
 
 
+def test_published_weights_are_a_moving_average_of_the_steps():
+    from types import SimpleNamespace
+
+    from napari_anatomics.train.live import LiveRun
+
+    sampler = SimpleNamespace(data=SimpleNamespace(downsample=(1, 1, 1)), uses=np.zeros(3))
+    config = SimpleNamespace()
+    net = torch.nn.Linear(2, 1)
+    for average, expected in ((0.5, 2 / 11), (0.0, 0.0)):
+        session = LiveSession(publish_every_s=0.0, average=average)
+        run = LiveRun(session, sampler, total=10)
+        with torch.no_grad():
+            net.weight.fill_(1.0)
+            run.step(net, 1, config)  # the first step: the average is the weights
+            assert session.weights().state["weight"].eq(1.0).all()
+            net.weight.fill_(3.0)
+            run.step(net, 2, config)  # decay min(average, 2 / 11) while warming up
+        got = session.weights().state["weight"]
+        want = 1.0 * expected + 3.0 * (1 - expected)
+        torch.testing.assert_close(got, torch.full_like(got, want))
+        assert net.weight.eq(3.0).all()  # the network itself is never touched
+    with pytest.raises(ValueError, match="average"):
+        LiveSession(average=1.0)
+
+
 def test_publishing_waits_publish_every_s(synthetic, tmp_path):
     image, labels = synthetic.volumes()
     session = LiveSession(publish_every_s=3600.0)

@@ -13,7 +13,8 @@ panel):
   note ("slices 4, 7 joined the training ...") and records it
   (:attr:`LiveSession.joined`, the model's ``config.json``).
 * job -> front end: while the preview is on (:attr:`LiveSession.enabled`) the
-  job publishes a CPU copy of the network weights at most every
+  job publishes a CPU copy of the network weights (their moving average over
+  the last ~20 steps, :attr:`LiveSession.average`) at most every
   ``publish_every_s`` seconds (:meth:`LiveSession.weights`,
   :meth:`LiveSession.wait_for_weights`), which
   :func:`~napari_anatomics.train.preview.preview` turns into the view's
@@ -111,10 +112,20 @@ class LiveSession:
         Publish weights for the preview (:attr:`enabled`; can be switched any time).
     publish_every_s : float
         Least time between two published copies of the weights.
+    average : float
+        The published weights are an exponential moving average of the
+        training weights with this decay per step (0: the weights as they are).
+        A run in the middle of its schedule moves with a high learning rate:
+        the average shows what it has learnt rather than its last step (see
+        ``benchmarks/interactive_loop.py``).
     """
 
-    def __init__(self, preview: bool = True, publish_every_s: float = 3.0) -> None:
-        self.publish_every_s = float(publish_every_s)
+    def __init__(
+        self, preview: bool = True, publish_every_s: float = 3.0, average: float = 0.95
+    ) -> None:
+        if not 0 <= average < 1:
+            raise ValueError(f"average must be in [0, 1), not {average}")
+        self.publish_every_s, self.average = float(publish_every_s), float(average)
         self._lock = threading.Condition()
         self._enabled = bool(preview)
         self._pending: dict[int, np.ndarray] = {}
@@ -208,9 +219,12 @@ class LiveSession:
         with self._lock:
             return self._enabled and time.monotonic() - self._published_at >= self.publish_every_s
 
-    def publish(self, net: torch.nn.Module, iteration: int, config: ModelConfig) -> LiveWeights:
-        """Publish a CPU copy of ``net``'s weights taken after step ``iteration``."""
-        state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+    def publish(
+        self, net: torch.nn.Module | dict[str, torch.Tensor], iteration: int, config: ModelConfig
+    ) -> LiveWeights:
+        """Publish a CPU copy of the weights of ``net`` (or a state dict) after ``iteration``."""
+        source = net.state_dict() if isinstance(net, torch.nn.Module) else net
+        state = {k: v.detach().to("cpu", copy=True) for k, v in source.items()}
         snapshot = copy.deepcopy(config)
         with self._lock:
             version = self._weights.version + 1 if self._weights is not None else 1
@@ -243,6 +257,8 @@ class LiveRun:
     def __init__(self, session: LiveSession, sampler: CropSampler, total: int) -> None:
         self.session, self.sampler, self.total = session, sampler, total
         self.painted: dict[int, np.ndarray] = {}
+        self._average: dict[str, torch.Tensor] | None = None
+        self._steps = 0
 
     def step(self, net: torch.nn.Module, iteration: int, config: ModelConfig) -> Progress | None:
         """Between two steps: apply pending slices (a note when they changed the data),
@@ -253,9 +269,29 @@ class LiveRun:
         pending = self.session.take_labels()
         if pending:
             note = self._apply(pending, iteration, fz)
+        self._update_average(net)
         if self.session.due():
-            self.session.publish(net, iteration, config)
+            self.session.publish(self._average or net, iteration, config)
         return note
+
+    @torch.no_grad()
+    def _update_average(self, net: torch.nn.Module) -> None:
+        """The moving average of the weights (a warm-up decay while it has few steps)."""
+        decay = min(self.session.average, (1 + self._steps) / (10 + self._steps))
+        self._steps += 1
+        if decay <= 0:
+            self._average = None
+            return
+        state = net.state_dict()
+        if self._average is None:
+            self._average = {k: v.detach().clone() for k, v in state.items()}
+            return
+        for key, value in state.items():
+            kept = self._average[key]
+            if kept.is_floating_point():
+                kept.lerp_(value.detach(), 1 - decay)
+            else:  # counters (batch norm's steps)
+                kept.copy_(value)
 
     def _apply(self, pending: dict[int, np.ndarray], iteration: int, fz: int) -> Progress | None:
         try:
