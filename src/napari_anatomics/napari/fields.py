@@ -49,6 +49,12 @@ TOOLTIPS: dict[str, str] = {
         "deepImageJ and the BioImage.IO tools; its test input is cut from the image "
         "when it has the model's voxel size"
     ),
+    "train.preview": (
+        "While training runs, show the model's labels for the visible slice (or box in 3D) "
+        "in a preview layer, refreshed as the model learns; slices you paint meanwhile join "
+        "the running training. K keeps the previewed object under the cursor, Shift+K the "
+        "whole previewed slice. Switch off to give training every cycle"
+    ),
     "export.neuroglancer": (
         "Serve the image and labels to a local Neuroglancer viewer (in the browser), "
         "with the objects' measurements when Proofread & Stats measured them"

@@ -39,6 +39,8 @@ _LABEL_NAME = re.compile(r"label|seg|mask|annot|(^|[^a-z])gt([^a-z]|$)", re.IGNO
 class LayerCombo(QComboBox):
     """A drop-down of the viewer's layers of one type, kept in sync with the viewer.
 
+    The Train panel's live preview layer (``metadata["preview"]``) is never offered.
+
     Parameters
     ----------
     viewer : napari.viewer.Viewer
@@ -74,7 +76,10 @@ class LayerCombo(QComboBox):
     def refresh(self) -> None:
         """Rebuild the list, keeping the current layer selected when it still exists."""
         current = self.layer()
-        layers = [la for la in self._viewer.layers if isinstance(la, self._type)]
+        layers = [  # a live preview (train) is shown, never worked on
+            la for la in self._viewer.layers
+            if isinstance(la, self._type) and not la.metadata.get("preview")
+        ]
         for layer in layers:
             # reconnecting is harmless: napari ignores a callback already connected
             layer.events.name.connect(self._on_layers_changed)

@@ -31,6 +31,8 @@ STEPS: tuple[tuple[str, str, tuple[type, ...]], ...] = (
     ("2 Annotate", "Paint a few whole slices; unpainted slices are unknown, not background. "
      "N jumps to the next slice not painted yet.", (AnnotateWidget,)),
     ("3 Train", "Start with the defaults: the data chooses the network, window and batch. "
+     "While it trains, the preview layer shows the model on the visible slice: paint "
+     "corrections (they join the running training), K keeps a previewed object. "
      "Stop keeps a usable model.", (TrainWidget,)),
     ("4 Auto-label", "Run the model over the whole stack; labels you proofread are kept.",
      (AutoLabelWidget,)),
@@ -44,7 +46,13 @@ STEPS: tuple[tuple[str, str, tuple[type, ...]], ...] = (
 #: Keys bound on the viewer while the dock is open: key -> (what it does, method name).
 SHORTCUTS: dict[str, tuple[str, str]] = {
     "N": ("go to the next slice that is not painted yet", "next_unpainted_slice"),
+    "K": ("keep (accept) the previewed object under the cursor into the labels, while "
+          "training runs", "accept_preview_object"),
+    "Shift-K": ("keep (accept) the whole previewed slice into its unpainted voxels",
+                "accept_preview_slice"),
     "Delete": ("delete the selected object of the labels being proofread", "delete_selected"),
+    "Shift-M": ("merge the objects of the selected table rows", "merge_selected"),
+    "Shift-S": ("split the object under the seed points into its parts", "split_selected"),
     "Control-1": ("show the Data step (Control-2 ... Control-6: the other steps)", ""),
 }
 
@@ -110,6 +118,37 @@ class LoopWidget(QWidget):
             return None
         panel.delete_ids([label], f"deleted (id {label})")
         return label
+
+    def accept_preview_object(self) -> int | None:
+        """Keep the previewed object under the cursor (the Train panel's live preview)."""
+        return self._accept(whole=False)
+
+    def accept_preview_slice(self) -> int | None:
+        """Keep the whole previewed slice in its unpainted voxels."""
+        return self._accept(whole=True)
+
+    def _accept(self, whole: bool) -> int | None:
+        panel = self.panels[TrainWidget]
+        if panel.live is None:
+            panel.fail("no preview: start training with 'Live preview' on")
+            return None
+        try:
+            edit = panel.live.accept(whole=whole)
+        except ValueError as err:
+            panel.fail(err)
+            return None
+        voxels = edit.n_voxels if edit is not None else 0
+        panel.status.setText(f"Kept {voxels} previewed voxels"
+                             f"{'' if voxels else ' (all were painted already)'}.")
+        return voxels
+
+    def merge_selected(self) -> int:
+        """Merge the objects of the selected rows of the proofreading table."""
+        return self.panels[ProofreadWidget].edit_tools.merge_selected()
+
+    def split_selected(self) -> int:
+        """Split the object under the seed points (Proofread's Split)."""
+        return self.panels[ProofreadWidget].edit_tools.split()
 
     def _bind_keys(self) -> None:
         actions: dict[str, Callable[[], object]] = {

@@ -230,3 +230,15 @@ class HistogramPlot(_Axes):
             painter.setPen(QPen(QColor(COLORS[3]), 2, Qt.DashLine))
             top, bottom = to_px(self._marker, limits[3]), to_px(self._marker, 0)
             painter.drawLine(top, bottom)
+
+
+def format_eta(seconds: float | None) -> str:
+    """Remaining time as users read it: "ETA 1 min 05 s"."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "ETA --"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"ETA {seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"ETA {seconds // 60} min {seconds % 60:02d} s"
+    return f"ETA {seconds} s"

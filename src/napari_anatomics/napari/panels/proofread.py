@@ -154,7 +154,8 @@ class ProofreadWidget(JobPanel, SaveAndTrain):
         layout.addWidget(self.totals)
         layout.addWidget(splitter, stretch=1)
         layout.addWidget(edits)
-        layout.addWidget(EditTools(self))
+        self.edit_tools = EditTools(self)
+        layout.addWidget(self.edit_tools)
         layout.addWidget(loop)
 
         self.labels_combo.layer_changed.connect(self._attach)

@@ -11,6 +11,12 @@ fields are built from the training recipe
 :func:`napari_anatomics.napari.fields.setting_field`. "Export for BioImage.IO..."
 writes the model as a BioImage.IO package
 (:func:`~napari_anatomics.models.bioimageio.export_model`) in a side run.
+
+**Live preview** (on by default, switchable during the run): while training
+runs, a preview layer shows the model's labels for the visible slice or box,
+and slices painted on the labels layer meanwhile join the running job
+(:class:`~napari_anatomics.napari.live_preview.LiveView`; "accept preview"
+paints a previewed object or slice into the labels).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -46,7 +53,7 @@ from ..model_picker import (
     refresh_all,
     unique_folder,
 )
-from ..plot import LinePlot
+from ..plot import LinePlot, format_eta
 from ..worker import call_job, until_cancelled
 
 #: Model choices of the panel: label -> TrainConfig.architecture.
@@ -66,18 +73,6 @@ LABELS = {
     "object_crops": "Crops on objects",
     "copy_paste": "Copy-paste objects",
 }
-
-
-def format_eta(seconds: float | None) -> str:
-    """Remaining time as users read it: "ETA 1 min 05 s"."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "ETA --"
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"ETA {seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"ETA {seconds // 60} min {seconds % 60:02d} s"
-    return f"ETA {seconds} s"
 
 
 class TrainWidget(JobPanel):
@@ -100,6 +95,8 @@ class TrainWidget(JobPanel):
         #: More :class:`~napari_anatomics.train.loop.TrainConfig` settings (network size...).
         self.extra_settings: dict = {}
         self._smoothed: float | None = None
+        #: The live loop of the latest run (preview layer, painting hand-over).
+        self.live = None
         register(self, TRAIN)
         prepare_torch()
 
@@ -145,6 +142,9 @@ class TrainWidget(JobPanel):
         self.loss_plot = LinePlot("Training loss", "iteration")
         self.export_button = tip(QPushButton("Export for BioImage.IO..."), "train.export")
         self.export_button.clicked.connect(lambda: self.export_package())
+        self.preview_box = tip(QCheckBox("Live preview while training"), "train.preview")
+        self.preview_box.setChecked(True)
+        self.preview_box.toggled.connect(self._on_preview_toggled)
 
         data = QGroupBox("Data")
         data_form = QFormLayout(data)
@@ -172,6 +172,7 @@ class TrainWidget(JobPanel):
         layout = QVBoxLayout(self)
         layout.addWidget(data)
         layout.addWidget(settings)
+        layout.addWidget(self.preview_box)
         layout.addLayout(self.button_row(self.export_button))
         layout.addLayout(bar)
         layout.addWidget(self.loss_plot, stretch=1)
@@ -195,6 +196,10 @@ class TrainWidget(JobPanel):
         for box in self.window:  # "auto": the architecture's default window
             box.setValue(0)
         self.window[0].setEnabled(arch != "unet2d")
+
+    def _on_preview_toggled(self, checked: bool) -> None:
+        if self.live is not None:
+            self.live.enabled = checked
 
     def _on_labels(self, layer: Layer | None) -> None:
         if layer is not None and layer.metadata.get("task") in ("instance", "semantic"):
@@ -248,7 +253,9 @@ class TrainWidget(JobPanel):
 
     def make_job(self, cancel: CancelToken) -> Job[str]:
         """The training run of the chosen data and settings, into a new model folder."""
+        from ...train.live import LiveSession
         from ...train.loop import train
+        from ..live_preview import LiveView
 
         voxel_size = parse_voxel_size(self.voxel_size.text())
         image = pick_volume(self.image_combo, self.image_file, "image")
@@ -263,7 +270,17 @@ class TrainWidget(JobPanel):
         self._smoothed = None
         self.eta.setText("ETA --")
         self.description = f"Training {out_dir.name}"
-        return train(image, labels, config, out_dir, cancel=cancel)
+        session = LiveSession(preview=self.preview_box.isChecked())
+        if self.live is not None:
+            self.live.close()
+        reference = None if self.image_file.text() else self.image_combo.layer()
+        name = f"{labels_layer.name if labels_layer is not None else labels.name} preview"
+        self.live = LiveView(
+            self.viewer, session, image, labels_layer, reference=reference,
+            task=config.task, name=name,
+            layer=self.live.layer if self.live is not None else None,
+        )
+        return train(image, labels, config, out_dir, cancel=cancel, live=session)
 
     def on_progress(self, event: Progress) -> None:
         """Progress bar and status, the loss curves and the ETA."""
@@ -279,6 +296,12 @@ class TrainWidget(JobPanel):
             self.loss_plot.append("validation Dice", event.step, metrics["val_dice"])
         if "eta_s" in metrics:
             self.eta.setText(format_eta(metrics["eta_s"]))
+
+    def on_finish(self) -> None:
+        """The run ended: the live loop stops listening (its preview layer stays)."""
+        super().on_finish()
+        if self.live is not None:
+            self.live.close()
 
     def on_result(self, folder) -> None:
         """The model folder of a finished (or stopped) run: its validation, the registry."""
