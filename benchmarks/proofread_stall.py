@@ -44,8 +44,8 @@ again), and ``data_setitem`` reads the changed voxels twice and writes them once
 through zarr's coordinate indexing; a split adds its watershed (~100 ms and more); undo and
 redo replay napari's history atoms through zarr and re-read the whole 2048 x 2048 slice
 (all 64 chunks under it, ~0.2 s). The ~2 s "after" gaps follow merges (and the split's
-smaller one), which measure the whole 1 GiB again in the background: that pass holds the
-GIL in long C calls. An earlier version that bypassed ``data_setitem`` (writing napari's
+smaller one), which measure the whole 1 GiB again in the background (not profiled
+further: probably long C calls of that pass that hold the GIL). An earlier version that bypassed ``data_setitem`` (writing napari's
 private history) cut the stall to 175-250 ms and undo to 15-70 ms, and was dropped: the
 issue asks for the public API. What would meet the target: edits computed off the GUI
 thread, writes through a cache of decoded chunks flushed in the background, and merged
