@@ -39,17 +39,17 @@ split   68 k - 91 k     529 / 814            425           174          1235    
 
 **The target is not met.** Where the time goes (profiled on this file): the edit reads and
 writes its objects' boxes in 32 x 256 x 256 zstd chunks (a 20 x 200 x 200 box: ~15 ms to
-read, ~60 ms to write, as each touched chunk is decompressed, changed and compressed
-again), and ``data_setitem`` reads the changed voxels twice and writes them once more
-through zarr's coordinate indexing; a split adds its watershed (~100 ms and more); undo and
-redo replay napari's history atoms through zarr and re-read the whole 2048 x 2048 slice
-(all 64 chunks under it, ~0.2 s). The ~2 s "after" gaps follow merges (and the split's
-smaller one), which measure the whole 1 GiB again in the background (not profiled
-further: probably long C calls of that pass that hold the GIL). An earlier version that bypassed ``data_setitem`` (writing napari's
-private history) cut the stall to 175-250 ms and undo to 15-70 ms, and was dropped: the
-issue asks for the public API. What would meet the target: edits computed off the GUI
-thread, writes through a cache of decoded chunks flushed in the background, and merged
-or split rows measured alone instead of the whole array.
+read, ~60 ms to write, as each touched chunk is decompressed, changed and compressed again),
+and ``data_setitem`` reads the changed voxels twice and writes them once more through zarr's
+coordinate indexing; a split adds its watershed (~100 ms and more); undo and redo replay
+napari's history atoms through zarr and re-read the whole 2048 x 2048 slice (all 64 chunks
+under it, ~0.2 s). The ~2 s "after" gaps follow merges (and the split's smaller one), which
+measure the whole 1 GiB again in the background (not profiled further: probably long C calls
+of that pass that hold the GIL). An earlier version that bypassed ``data_setitem`` (writing
+napari's private history) cut the stall to 175-250 ms and undo to 15-70 ms, and was dropped:
+the issue asks for the public API. What would meet the target: edits computed off the GUI
+thread, writes through a cache of decoded chunks flushed in the background, and merged or
+split rows measured alone instead of the whole array.
 """
 
 from __future__ import annotations
