@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import tiny_training
 from napari_anatomics.io.samples import load_sample
 from napari_anatomics.napari.layers import add_volume, layer_volume
 from napari_anatomics.napari.live_preview import LiveView
@@ -39,17 +40,7 @@ def loop(make_napari_viewer, qtbot, tmp_path):
     widget = LoopWidget(viewer)
     qtbot.addWidget(widget)
     panel = widget.panels[TrainWidget]
-    panel.out_dir.setText(str(tmp_path))
-    panel.image_combo.set_layer(viewer.layers["image"])
-    panel.labels_combo.set_layer(viewer.layers["labels"])
-    panel.task_combo.setCurrentText("instance")
-    panel.arch_combo.setCurrentIndex(panel.arch_combo.findData("resunet3d"))
-    for box, size in zip(panel.window, (4, 32, 32)):
-        box.setValue(size)
-    panel.iterations.setValue(100_000)  # runs until stopped
-    panel.batch.setValue(1)
-    panel.model_name.setText("live")
-    panel.extra_settings = {"precision": "float32", "tune_decoding": False, "width": 8}
+    tiny_training(panel, tmp_path, 100_000, "live", width=8)  # runs until stopped
     return viewer, widget, panel, truth
 
 

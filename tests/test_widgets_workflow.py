@@ -15,6 +15,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
 import napari_anatomics.napari.jobs as jobs_module
+from conftest import tiny_training
 from napari_anatomics.analyze.measure import read_csv
 from napari_anatomics.analyze.meshes import read_ply
 from napari_anatomics.core.progress import CancelToken, run_job
@@ -288,20 +289,7 @@ def test_annotate_runs_data_check(sample_viewer, qtbot):
 def _train_panel(viewer, qtbot, models: Path, iterations: int) -> TrainWidget:
     widget = TrainWidget(viewer)
     qtbot.addWidget(widget)
-    widget.out_dir.setText(str(models))
-    widget.finetune.set_root(models)
-    widget.image_combo.set_layer(viewer.layers["image"])
-    widget.labels_combo.set_layer(viewer.layers["labels"])
-    widget.task_combo.setCurrentText("instance")
-    widget.arch_combo.setCurrentIndex(widget.arch_combo.findData("resunet3d"))
-    for box, size in zip(widget.window, (4, 32, 32)):
-        box.setValue(size)
-    widget.iterations.setValue(iterations)
-    widget.batch.setValue(1)
-    widget.model_name.setText("tiny")
-    # These panels train to test the panel, not the precision path: float32 on every
-    # machine (bfloat16 went NaN in the 3D net on one CPU, and NaN losses leave the plot).
-    widget.extra_settings = {"precision": "float32", "tune_decoding": False}
+    tiny_training(widget, models, iterations)
     return widget
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .proofread import Edit, Region, present_ids, writable_labels
+from .proofread import Edit, Region, next_free_id, writable_labels
 
 
 def accept(
@@ -75,9 +75,9 @@ def accept(
     found = found.reshape(shape)
     take = found > 0
     if object_id is not None:
-        take &= found == int(object_id)
-        if not take.any() and not (found == int(object_id)).any():
+        if not (found == int(object_id)).any():
             raise ValueError(f"object {object_id} is not in the preview")
+        take &= found == int(object_id)
     block = np.asarray(labels[region]).copy()
     take &= block == 0
     if not take.any():
@@ -87,7 +87,7 @@ def accept(
         new = values.astype(labels.dtype)
         ids = tuple(int(v) for v in np.unique(values))
     else:
-        start = _next_id(labels) if next_id is None else int(next_id)
+        start = next_free_id(labels) if next_id is None else int(next_id)
         kept = np.unique(values)
         if start + kept.size - 1 > np.iinfo(labels.dtype).max:
             raise ValueError(
@@ -100,9 +100,3 @@ def accept(
     labels[region] = block
     return edit
 
-
-def _next_id(labels: Any) -> int:
-    """One above the largest id (a numpy maximum in memory, block by block on disk)."""
-    if isinstance(labels, np.ndarray):
-        return int(labels.max(initial=0)) + 1
-    return int(present_ids(labels).max(initial=0)) + 1

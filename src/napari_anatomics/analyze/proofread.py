@@ -314,6 +314,16 @@ def _paint(
     return edit
 
 
+def next_free_id(labels: Any, index: Index | None = None) -> int:
+    """One above the largest id: from a measure table when given (it lists every id),
+    else a numpy maximum in memory, else one pass block by block on disk."""
+    if isinstance(index, pd.DataFrame) and len(index):
+        return int(index["id"].max()) + 1
+    if isinstance(labels, np.ndarray):
+        return int(labels.max(initial=0)) + 1
+    return int(present_ids(labels).max(initial=0)) + 1
+
+
 def present_ids(labels: Any) -> np.ndarray:
     """Every value in ``labels`` (0 included), block by block for arrays on disk."""
     if isinstance(labels, np.ndarray):

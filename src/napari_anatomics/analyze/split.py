@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from .proofread import Edit, Index, Region, object_boxes, present_ids, writable_labels
+from .proofread import Edit, Index, Region, next_free_id, object_boxes, writable_labels
 
 
 def split(
@@ -88,9 +87,8 @@ def split(
             raise ValueError(f"seed group {k} does not touch object {obj}: draw it on the object")
         markers[tuple(points.T)] = k
     grown = watershed(_elevation(block, mask, box, boundary, image), markers, mask=mask)
-    if next_id is None:  # a measure table lists every id: no pass over the labels
-        known = index["id"] if isinstance(index, pd.DataFrame) and len(index) else None
-        next_id = int(known.max() if known is not None else present_ids(labels).max()) + 1
+    if next_id is None:
+        next_id = next_free_id(labels, index)
     new_ids = np.arange(next_id, next_id + len(seeds) - 1)
     if new_ids[-1] > np.iinfo(labels.dtype).max:
         raise ValueError(f"id {new_ids[-1]} does not fit in labels of type {labels.dtype}")

@@ -155,7 +155,7 @@ class LiveView(QObject):
             return
         self.shown = result
         scale, translate = self._scale_translate()
-        data = result.labels if result.labels.ndim == 3 else result.labels[None]
+        data = result.stack
         offset = translate + scale * np.array([s.start for s in result.region])
         if self.layer is None or self.layer not in self.viewer.layers:
             self.layer = self.viewer.add_labels(
@@ -230,7 +230,7 @@ class LiveView(QObject):
             raise ValueError("no preview yet: wait for the first preview while training runs")
         if self.labels is None:
             raise ValueError("the labels come from a file: open them as a layer to accept")
-        labels = self.shown.labels if self.shown.labels.ndim == 3 else self.shown.labels[None]
+        labels = self.shown.stack
         object_id = None
         if not whole:
             where = np.round(self.layer.world_to_data(

@@ -127,6 +127,11 @@ class PreviewResult:
     iteration: int
     seconds: float
 
+    @property
+    def stack(self) -> np.ndarray:
+        """``labels`` as (z, y, x): a slice is one slice deep, like ``region``."""
+        return self.labels if self.labels.ndim == 3 else self.labels[None]
+
 
 class LivePreview:
     """When and what to preview during a run: the view asked for, the newest weights.
