@@ -94,7 +94,7 @@ class EditTools(QGroupBox):
         if SEEDS in viewer.layers:
             viewer.layers[SEEDS].feature_defaults["part"] = int(part)
 
-    def split(self, seeds: dict[int, np.ndarray] | None = None) -> int:
+    def split(self, seeds: dict[int, np.ndarray] | None = None) -> int | None:
         """Split the object under the seeds into one object per part.
 
         Parameters
@@ -104,8 +104,9 @@ class EditTools(QGroupBox):
 
         Returns
         -------
-        int
-            The number of objects the object became (0 when refused).
+        int or None
+            The number of objects the object became (0 when refused; None while
+            it runs in the background, for labels on disk: see ``panel.edit``).
         """
         panel, labels = self.panel, self.panel.labels_combo.layer()
         if seeds is None:
@@ -119,17 +120,18 @@ class EditTools(QGroupBox):
             panel.fail("put seed points of two or more parts on one object (Add seeds)")
             return 0
         (obj,) = ids
-        image = panel.image_combo.layer()
-        made = panel.edit(
-            "split", obj, [seeds[k] for k in sorted(seeds)], what="split",
-            image=layer_array(image) if image is not None else None,
-        )  # fmt: skip
-        if made:
-            panel.refresh()
+
+        def then(_edit) -> None:
             if SEEDS in panel.viewer.layers:
                 panel.viewer.layers[SEEDS].data = np.zeros((0, 3))
             show_info(f"object {obj} split into {len(seeds)}; undo with Ctrl+Z")
-        return len(seeds) if made else 0
+
+        image = panel.image_combo.layer()
+        made = panel.edit(
+            "split", obj, [seeds[k] for k in sorted(seeds)], what="split", then=then,
+            image=layer_array(image) if image is not None else None,
+        )  # fmt: skip
+        return None if made is None else len(seeds) if made else 0
 
     def _seed_points(self, labels) -> dict[int, np.ndarray]:
         viewer = self.panel.viewer

@@ -8,7 +8,8 @@ every measurement in µm (volume, surface, diameter, centroid, class, mean grey,
 border flags). The voxel-index columns of the table (bounding boxes, centroids
 in voxels) stay out: they are the table's working index, not measurements.
 :func:`measure_layer_job` is the one measurement of a layer, shared by the
-Proofread & Stats panel and the ``Measure objects`` menu command;
+Proofread & Stats panel and the ``Measure objects`` menu command
+(:func:`remeasure_layer_job` measures again only the objects an edit touched);
 :func:`drop_ids` keeps ``features`` in step when objects are deleted;
 :func:`totals_text` sums a measurement up in one line.
 
@@ -31,7 +32,7 @@ from napari.utils import DirectLabelColormap
 from napari.utils.colormaps import ensure_colormap
 from qtpy.QtWidgets import QComboBox
 
-from ..core.progress import CancelToken, Job
+from ..core.progress import CancelToken, Job, Progress
 from .layers import layer_array, layer_volume
 
 #: Table columns in voxel indices: the table's index of the data, not measurements.
@@ -107,6 +108,27 @@ def measure_layer_job(
     """
     from ..analyze.measure import measure_job
 
+    labels, voxel_size, options = _measure_arguments(layer, image)
+    return measure_job(labels, voxel_size, cancel=cancel, **options)
+
+
+def remeasure_layer_job(
+    layer: Labels, image: Image | None, table: pd.DataFrame, changes: tuple[Any, Any]
+) -> Job[pd.DataFrame]:
+    """The layer's table with the objects of ``changes`` (box, ids) measured again.
+
+    As :func:`measure_layer_job` (same columns), but only the changed ids are read,
+    in their boxes (:func:`~napari_anatomics.analyze.remeasure.remeasure`).
+    """
+    from ..analyze.remeasure import remeasure
+
+    labels, voxel_size, options = _measure_arguments(layer, image)
+    box, ids = changes
+    yield Progress(0, 1, f"measuring {len(ids)} changed object(s) again")
+    return remeasure(table, labels, box, ids, voxel_size, **options)
+
+
+def _measure_arguments(layer: Labels, image: Image | None) -> tuple[Any, Any, dict]:
     labels = layer_array(layer)
     grey = None
     if image is not None and tuple(layer_array(image).shape) == tuple(labels.shape):
@@ -115,9 +137,7 @@ def measure_layer_job(
     classes = None if classes is None else np.asarray(classes)
     names = layer.metadata.get("class_names") if classes is not None else None
     voxel_size = layer_volume(layer).voxel_size
-    return measure_job(
-        labels, voxel_size, image=grey, classes=classes, class_names=names, cancel=cancel
-    )
+    return labels, voxel_size, {"image": grey, "classes": classes, "class_names": names}
 
 
 def totals_text(table: pd.DataFrame, layer: Labels | None) -> str:

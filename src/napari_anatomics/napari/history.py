@@ -17,27 +17,41 @@ def apply_edit(
 ):
     """Run a proofreading operation on a layer as one undo step.
 
+    :func:`compute_edit` on the layer's array, then :func:`record_edit`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`compute_edit`.
+    """
+    edit = compute_edit(layer_array(layer), operation, *args, index=index, **kwargs)
+    record_edit(layer, edit)
+    return edit
+
+
+def compute_edit(data: Any, operation: str, *args: Any, index: Any = None, **kwargs: Any):
+    """Run a proofreading operation on a layer's array; no napari call (any thread).
+
     ``operation`` names a function of :mod:`napari_anatomics.analyze.proofread`
     (``delete``, ``merge``, ``remove_small``...), ``split``
     (:func:`napari_anatomics.analyze.split.split`) or ``accept``
     (:func:`napari_anatomics.analyze.accept.accept`).
 
-    The core changes the layer's array in place (only inside the objects'
-    bounding boxes, taken from ``index`` when given) and returns an
-    :class:`~napari_anatomics.analyze.proofread.Edit`; :func:`record_edit`
-    puts its regions in the layer's own history so napari's undo restores them.
+    The core changes the array in place (only inside the objects' bounding boxes,
+    taken from ``index`` when given) and returns an
+    :class:`~napari_anatomics.analyze.proofread.Edit`, which :func:`record_edit` then
+    puts in the layer's own history (in the GUI thread).
 
     Raises
     ------
     ValueError
-        When the layer's data cannot be edited (not a 3D array in memory or in a
-        zarr file), or the operation refuses its arguments; in one line.
+        When the array cannot be edited (not a 3D array in memory or in a zarr
+        file), or the operation refuses its arguments; in one line.
     """
     from ..analyze import proofread
     from ..analyze.accept import accept
     from ..analyze.split import split
 
-    data = layer_array(layer)
     writable = not isinstance(data, da.Array) and hasattr(data, "__setitem__")
     if not writable or data.ndim != 3:
         raise ValueError(
@@ -47,11 +61,9 @@ def apply_edit(
         )
     try:
         run = {"split": split, "accept": accept}.get(operation) or getattr(proofread, operation)
-        edit = run(data, *args, index=index, **kwargs)
+        return run(data, *args, index=index, **kwargs)
     except TypeError as err:
         raise ValueError(str(err)) from err
-    record_edit(layer, edit)
-    return edit
 
 
 def record_edit(layer: Labels, edit) -> None:

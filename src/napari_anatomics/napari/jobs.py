@@ -102,6 +102,8 @@ class JobPanel(QWidget):
     #: Start during a main run stops it quietly and starts afresh (a measurement made
     #: stale by an edit), instead of refusing.
     restarts = False
+    #: Runs show a bar in napari's activity dock (a subclass may leave short ones out).
+    activity = True
 
     def __init__(
         self,
@@ -254,6 +256,7 @@ class JobPanel(QWidget):
             on_done=lambda result: self._done(run, handle, result),
             on_error=lambda err: self._error(run, err),
             on_finish=lambda: self._finished(run),
+            activity=self.activity,
         )
         run = JobRun(worker, cancel, description, main)
         self.runs.append(run)

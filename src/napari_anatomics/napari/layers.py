@@ -178,8 +178,9 @@ def layer_volume(layer: Layer) -> Volume:
     """A :class:`Volume` view of a layer's data (no copy)."""
     voxel_size, origin = layer_voxel_size(layer)
     data = layer_array(layer)
-    if not isinstance(data, da.Array):
-        data = da.from_array(data, chunks=data.shape if data.size < 2**24 else "auto")
+    if not isinstance(data, da.Array):  # no name from hashing the data (seconds per GiB)
+        chunks = data.shape if data.size < 2**24 else "auto"
+        data = da.from_array(data, chunks=chunks, name=False)
     return Volume(
         data,
         voxel_size,

@@ -84,6 +84,7 @@ def start_job(
     on_done: Callable[[Any], Any] | None = None,
     on_error: Callable[[Exception], Any] | None = None,
     on_finish: Callable[[], Any] | None = None,
+    activity: bool = True,
 ) -> GeneratorWorker:
     """Start a job generator in a ``thread_worker``, with a bar in napari's activity dock.
 
@@ -104,6 +105,9 @@ def start_job(
         nothing to hand over) is no error: neither is called.
     on_finish : callable, optional
         Called in the GUI thread when the worker ends, however it ends.
+    activity : bool
+        Show the bar in napari's activity dock (adding one costs the GUI thread
+        ~0.1-0.2 s: leave it out for jobs that last a moment).
 
     Returns
     -------
@@ -122,9 +126,8 @@ def start_job(
             raise JobFailed(str(err)) from err
 
     worker = _run()
-    bar = napari_progress(total=0, desc=description)
-
-    closed: list[bool] = []
+    bar = napari_progress(total=0, desc=description) if activity else None
+    closed: list[bool] = [] if activity else [True]
 
     def _event(event: Progress) -> None:
         # the panel first: refreshing napari's bar may run the event loop, which would
@@ -149,8 +152,9 @@ def start_job(
             show_error(f"{description} failed: {one_line(err)}")
 
     def _finished() -> None:
+        if bar is not None:
+            bar.close()
         closed.append(True)
-        bar.close()
         if on_finish is not None:
             on_finish()
 

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ...core.chunkcache import CachedArray
 from ...core.progress import CancelToken, Job, Progress
 from ...core.runtime import VIEWER_CORES, cpu_threads
 from ...io.outputs import check_writable
@@ -219,6 +220,9 @@ class AutoLabelWidget(JobPanel):
         out.parent.mkdir(parents=True, exist_ok=True)
         check_prediction_output(out, option="Output")
         check_writable(out)
+        for earlier in (self.result, self.layer.data if self.layer is not None else None):
+            if isinstance(earlier, CachedArray):  # corrections of the last result: to disk
+                earlier.flush()
         job = autolabel(
             image,
             folder,
@@ -280,7 +284,8 @@ class AutoLabelWidget(JobPanel):
                 "'Replace earlier results' to label again."
             )
             return
-        self._labels = labels
+        # edited through a cache of decoded chunks, written back in the background
+        self._labels = labels = CachedArray(labels)
         attrs = dict(labels.attrs)
         n = attrs.get("n_objects")
         if self.layer is None or self.layer not in self.viewer.layers:

@@ -17,8 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,11 +31,18 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ...core.chunkcache import CachedArray, merge_changes
 from ...core.progress import CancelToken, Job
 from ..edit_tools import EditTools, SaveAndTrain
-from ..features import ColourByCombo, measure_layer_job, table_features, totals_text
+from ..editing import Editing, EditRunner
+from ..features import (
+    ColourByCombo,
+    measure_layer_job,
+    remeasure_layer_job,
+    table_features,
+    totals_text,
+)
 from ..fields import tip
-from ..history import apply_edit
 from ..jobs import JobPanel
 from ..layers import LayerCombo, PathEdit, centre_on, layer_array, layer_volume
 from ..plot import HistogramPlot
@@ -58,7 +64,7 @@ BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice
 UNDO_KEYS, REDO_KEYS = ("Control-Z",), ("Control-Shift-Z", "Control-Y")
 
 
-class ProofreadWidget(JobPanel, SaveAndTrain):
+class ProofreadWidget(JobPanel, Editing, SaveAndTrain):
     """Measure, inspect and correct an instance labels layer.
 
     The measurement is the panel's job; an edit or another layer starts it
@@ -71,6 +77,8 @@ class ProofreadWidget(JobPanel, SaveAndTrain):
 
     title = "Proofread"
     restarts = True
+    #: An edit is in the layer's undo history (its :class:`~...analyze.proofread.Edit`).
+    edited = Signal(object)
 
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, start_text="Measure", stop_text=None)
@@ -81,6 +89,11 @@ class ProofreadWidget(JobPanel, SaveAndTrain):
         self._fingerprint: tuple | None = None
         self._edits = 0
         self._camera: tuple | None = None
+        #: Edits of labels on disk run here, off the GUI thread.
+        self.edits = EditRunner()
+        self._measured: object = None  # the array the table describes
+        self._measuring: object = None
+        self._pending: tuple | None = None  # changes being measured again
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
@@ -190,7 +203,7 @@ class ProofreadWidget(JobPanel, SaveAndTrain):
             layer.bind_key(key, lambda _layer: self.redo(), overwrite=True)
         if layer is not old:
             self.frame = pd.DataFrame()
-            self._fingerprint = None
+            self._fingerprint = self._measured = self._pending = None
             self.refresh()
 
     def closeEvent(self, event) -> None:
@@ -222,16 +235,34 @@ class ProofreadWidget(JobPanel, SaveAndTrain):
         return self.start() if self._layer is not None else None
 
     def make_job(self, cancel: CancelToken) -> Job[pd.DataFrame] | None:
-        """The measurement of the labels layer (with the image's grey values when it fits)."""
+        """The measurement of the labels layer (with the image's grey values when it fits).
+
+        Labels on disk whose table is known are measured again only where they
+        changed (:func:`~..features.remeasure_layer_job`).
+        """
         layer = self._layer
         if layer is None:
             return None
         self._fingerprint = self._state()
+        data = self._measuring = layer_array(layer)
+        image = self.image_combo.layer()
+        self.activity = True
+        if isinstance(data, CachedArray):
+            changes = data.take_changes()
+            if self._measured is data and "bbox_z0" in self.frame:
+                self._pending = merge_changes(self._pending, changes)
+                if self._pending is None:
+                    return None
+                self.description = f"Measuring the changes of {layer.name}"
+                self.activity = False  # a moment: no bar in napari's activity dock
+                return remeasure_layer_job(layer, image, self.frame, self._pending)
+            self._pending = None
         self.description = f"Measuring {layer.name}"
-        return measure_layer_job(layer, self.image_combo.layer(), cancel)
+        return measure_layer_job(layer, image, cancel)
 
     def on_result(self, table: pd.DataFrame) -> None:
         """Show the measurement."""
+        self._measured, self._pending = self._measuring, None
         self.set_frame(table)
         self.status.setText(f"{len(table)} objects measured")
 
@@ -271,46 +302,19 @@ class ProofreadWidget(JobPanel, SaveAndTrain):
             self._layer.show_selected_label = False
 
     # ---- editing ---------------------------------------------------------------------------
-    def edit(self, operation: str, *args, what: str, **kwargs) -> int:
-        """Run an edit on the layer as one undo step (:func:`~..history.apply_edit`).
-
-        Rows of the removed ids leave the table at once.
-        """
-        layer = self._layer
-        # bounding boxes from the table, unless the layer changed since it was measured
-        fresh = "bbox_z0" in self.frame and self._state() == self._fingerprint
-        index = self.frame if fresh else None
-        try:
-            if layer is None:
-                raise ValueError("choose a labels layer first")
-            edit = apply_edit(layer, operation, *args, index=index, **kwargs)
-        except ValueError as err:
-            self.fail(err)
-            return 0
-        if "id" in self.frame:
-            self.set_frame(self.frame[~self.frame["id"].isin(edit.ids)])
-        self._fingerprint = self._state()
-        if layer.show_selected_label and layer.selected_label in edit.ids:
-            layer.show_selected_label = False
-        if edit.ids:
-            show_info(f"{len(edit.ids)} object(s) {what}; undo with Ctrl+Z")
-        return len(edit.ids)
-
     def delete_ids(self, ids: Iterable[int], what: str = "deleted") -> int:
         """Delete objects ``ids`` (one undo step); return how many were deleted."""
         ids = [int(i) for i in ids if int(i) > 0]
         return self.edit("delete", ids, what=what) if ids else 0
 
-    def merge_ids(self, ids: Iterable[int], into: int | None = None) -> int:
+    def merge_ids(self, ids: Iterable[int], into: int | None = None) -> int | None:
         """Merge objects ``ids`` into ``into`` (default: the smallest), one undo step.
 
-        The merged object is measured again; returns how many ids were merged away.
+        The merged object is measured again; returns how many ids were merged away
+        (None while an edit of labels on disk runs: see :meth:`edit`).
         """
         ids = [int(i) for i in ids if int(i) > 0]
-        merged = self.edit("merge", ids, into=into, what="merged") if len(ids) > 1 else 0
-        if merged:
-            self.refresh()
-        return merged
+        return self.edit("merge", ids, into=into, what="merged") if len(ids) > 1 else 0
 
     def _remember_camera(self, layer: Labels, event) -> None:
         """On each press: the view before a double-click zooms it (napari zooms first)."""
