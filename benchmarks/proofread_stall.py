@@ -4,52 +4,59 @@ Run::
 
     QT_QPA_PLATFORM=offscreen python benchmarks/proofread_stall.py            # 1 GiB, temp dir
     QT_QPA_PLATFORM=offscreen python benchmarks/proofread_stall.py --dir /tmp/stall --keep
-    QT_QPA_PLATFORM=offscreen python benchmarks/proofread_stall.py --shape 64 512 512  # quick
 
 It writes a uint32 (64, 2048, 2048) labels array (1 GiB) into a zarr group as Auto-label
 does (``labels``, chunks :data:`~napari_anatomics.core.blocks.DEFAULT_CHUNKS`), one z-slab
 at a time (< 1 GB of memory): chloroplast-like ellipsoids from 8 x 60 x 60 to 20 x 200 x 200
 voxels and pairs of touching lobes sharing one id (to split), most of them across chunk
-borders. It opens the array as Auto-label shows its result (``viewer.add_labels`` of the
-``zarr.Array``, not a copy in memory) in a ``napari.Viewer(show=False)``, lets the Proofread
-panel measure it, and drives the panel's own actions: delete by its double-click handler,
-merge of two selected table rows (:meth:`EditTools.merge_selected`), split from two seed
-points (:meth:`EditTools.split`), then Ctrl+Z (:meth:`ProofreadWidget.undo`) and redo, and
-undo again (unmeasured) so the file ends as it was written.
+borders. It opens the array as Auto-label shows its result (``viewer.add_labels`` of a
+:class:`~napari_anatomics.core.chunkcache.CachedArray` over the ``zarr.Array``, not a copy in
+memory) in a ``napari.Viewer(show=False)``, lets the Proofread panel measure it, and drives the
+panel's own actions: delete by its double-click handler, merge of two selected table rows
+(:meth:`EditTools.merge_selected`), split from two seed points (:meth:`EditTools.split`), then
+Ctrl+Z (:meth:`ProofreadWidget.undo`) and redo, and undo again so the labels end as they were
+written. Then the same with the ``zarr.Array`` itself in the layer (the baseline: the previous
+release, where edits ran on the GUI thread; ``--no-baseline`` skips it).
 
-A ``QTimer`` ticks every 5 ms; an action's **stall** is the longest gap between ticks around
-it (the GUI thread runs the action, so it is about its wall time); **after** is the longest gap
-in what follows it until the panel is idle again (the re-measurement that a merge, split,
-undo or redo starts runs off the GUI thread, then its table is shown). The canvas is not
-drawn (offscreen), so texture uploads are not counted. The target is 100 ms.
+A ``QTimer`` ticks every 5 ms; an action's **stall** is the longest gap between ticks from the
+action's start until the panel is idle again (the edit in the layer and its undo history, the
+table measured again), whichever thread did the work; **shown** is the time until the edit is
+in the layer (the panel's ``edited`` signal), **table** until the table is measured again.
+Offscreen the canvas is not drawn; ``--show`` under ``xvfb-run`` draws it (Mesa's software GL).
+The target is 100 ms.
 
-Results of 2026-12-01 (``xvfb-run``, ``--show``: the canvas drawn by Mesa's software GL;
-zarr 3.1, napari 0.9.2; 1 GiB, 224 objects; 2 objects per action; 2 CPU cores shared with a
-training benchmark, so single numbers vary 2-5x; ms). The edit goes through napari's public
-``Labels.data_setitem`` (one undo step) and redraws only the changed part of the view;
-undo and redo are napari's own (``Labels.undo``/``redo``: a whole-slice refresh).
+Results of 2026-12-01 (zarr 3.1, napari 0.9.2, numba 0.68; 1 GiB uint32, 224 objects; 3
+objects per action; 2 CPU cores; ms). Each object's stall (max of undo and redo over the 3).
 
-======  ==============  ===================  ============  ===========  ==========  ======
-action  object voxels   stall (med / max)    after (max)   undo (med)   redo (max)  target
-======  ==============  ===================  ============  ===========  ==========  ======
-delete  18 k - 109 k    190 / 254            29            181          1393        100
-merge   45 k - 92 k     203 / 254            2766          176          1723        100
-split   68 k - 91 k     529 / 814            425           174          1235        100
-======  ==============  ===================  ============  ===========  ==========  ======
+=====================  ===============  ===============  ===========  =========  ====  ======
+run                    delete           merge            split        undo max   redo  target
+=====================  ===============  ===============  ===========  =========  ====  ======
+baseline (zarr.Array)  154, 383, 264    122, 251, 192    248, 559,    210        1420  100
+                                        then 1.7-2 s     437
+cached, first try (1)  2132, 2192, 2186 2304, 2209, 2230 184, 179,    201        234   100
+                                                         171
+cached (2)             69, 92, 90       60, 54, 46       117, 80, 78  41         50    100
+cached (3)             53, 59, 65       64, 41, 55       40, 29, 27   82         55    100
+cached, --show (3)     87, 70, 70       40, 65, 40       57, 50, 52   62         178   100
+=====================  ===============  ===============  ===========  =========  ====  ======
 
-**The target is not met.** Where the time goes (profiled on this file): the edit reads and
-writes its objects' boxes in 32 x 256 x 256 zstd chunks (a 20 x 200 x 200 box: ~15 ms to
-read, ~60 ms to write, as each touched chunk is decompressed, changed and compressed again),
-and ``data_setitem`` reads the changed voxels twice and writes them once more through zarr's
-coordinate indexing; a split adds its watershed (~100 ms and more); undo and redo replay
-napari's history atoms through zarr and re-read the whole 2048 x 2048 slice (all 64 chunks
-under it, ~0.2 s). The ~2 s "after" gaps follow merges (and the split's smaller one), which
-measure the whole 1 GiB again in the background (not profiled further: probably long C calls
-of that pass that hold the GIL). An earlier version that bypassed ``data_setitem`` (writing
-napari's private history) cut the stall to 175-250 ms and undo to 15-70 ms, and was dropped:
-the issue asks for the public API. What would meet the target: edits computed off the GUI
-thread, writes through a cache of decoded chunks flushed in the background, and merged or
-split rows measured alone instead of the whole array.
+(1) Edits in a worker, but the table showed again item by item (a ``QTableWidget`` with columns
+sized to their contents: 2.2 s for 224 rows), and each update hashed the labels to name a dask
+array (``layer_volume``): the same ~2 s gaps the baseline has after a merge. Now a
+``QTableView`` over a DataFrame model, ``da.from_array(..., name=False)``, and no napari activity
+bar for the re-measure of a few objects (0.17 s to add one). (2) A split still took 2.7-3.8 s
+to show: it looked for the next free id with a pass over the whole 1 GiB (in the worker); the
+panel now gives it from the table. (3) The current code. The one redo above 100 ms (178 ms, the
+merge of 349 k voxels, canvas drawn by software GL) is napari's whole-slice refresh after a
+redo, with its texture upload; the baseline's redo took up to 1.4 s. napari colours a labels
+slice with numba when it is installed (a dependency now): without it the numpy fallback takes
+~80 ms per 2048 x 2048 slice on every undo and redo.
+
+Where the time went in the baseline (profiled on this file): the edit read and wrote its
+objects' boxes in 32 x 256 x 256 zstd chunks (a 20 x 200 x 200 box: ~15 ms to read, ~60 ms to
+write), ``data_setitem`` read the changed voxels twice and wrote them once more through zarr,
+a split added its watershed, undo and redo re-read the whole slice (64 chunks, ~0.2 s), and a
+merge measured the whole array again and refilled the table (~2 s).
 """
 
 from __future__ import annotations
