@@ -15,6 +15,7 @@ from napari_anatomics.napari.layers import add_volume, layer_volume
 from napari_anatomics.napari.live_preview import LiveView
 from napari_anatomics.napari.loop import LoopWidget
 from napari_anatomics.napari.model_picker import prepare_torch
+from napari_anatomics.napari.panels.proofread import ProofreadWidget
 from napari_anatomics.napari.panels.train import TrainWidget
 from napari_anatomics.train.live import LiveSession
 
@@ -96,6 +97,15 @@ def test_preview_follows_training_and_the_view_painting_joins_the_run(loop, qtbo
     labels.redo()
     assert (labels.data[5] > 0).sum() == np.count_nonzero(kept.labels)
 
+    # The 3D view: the preview is the stack's depth in view (here all of it), while training.
+    proofread = widget.panels[ProofreadWidget]  # measured the accepted slice: done
+    qtbot.waitUntil(lambda: not proofread.busy and not proofread._timer.isActive(),
+                    timeout=HANG_MS)  # fmt: skip
+    viewer.dims.ndisplay = 3
+    qtbot.waitUntil(lambda: live.shown.region[0] == slice(0, 6), timeout=HANG_MS)
+    assert layer.data.shape == truth.shape and layer.translate[0] == 0
+    assert live.shown.iteration > kept.iteration
+
     # Switched off: the job stops publishing and the layer hides.
     panel.preview_box.setChecked(False)
     assert not live.session.enabled and not layer.visible
@@ -106,7 +116,7 @@ def test_preview_follows_training_and_the_view_painting_joins_the_run(loop, qtbo
     assert joined[0]["joined"] == [3] and joined[1]["joined"] == [5]
 
 
-def test_accept_says_what_is_missing_and_a_3d_view_previews_a_box(loop):
+def test_accept_says_what_is_missing_and_a_3d_view_asks_for_a_box(loop):
     viewer, widget, panel, _ = loop
     assert widget.accept_preview_object() is None
     assert "no preview" in panel.status.text()

@@ -60,6 +60,8 @@ TABLE_COLUMNS = {
     "touches_border_xy": "at x/y edge",
 }
 BORDER_MODES = {"x/y edges of the stack": "yx", "any face (also first/last slice)": "zyx"}
+#: Labels in memory up to this size are measured in a moment (no bar in napari's activity dock).
+QUICK_VOXELS = 2**26
 #: napari's undo and redo keys, taken over on the proofread layer so the table follows.
 UNDO_KEYS, REDO_KEYS = ("Control-Z",), ("Control-Shift-Z", "Control-Y")
 
@@ -246,7 +248,8 @@ class ProofreadWidget(JobPanel, Editing, SaveAndTrain):
         self._fingerprint = self._state()
         data = self._measuring = layer_array(layer)
         image = self.image_combo.layer()
-        self.activity = True
+        # a bar in napari's activity dock only for measurements that take a while
+        self.activity = not isinstance(data, np.ndarray) or data.size > QUICK_VOXELS
         if isinstance(data, CachedArray):
             changes = data.take_changes()
             if self._measured is data and "bbox_z0" in self.frame:
