@@ -28,15 +28,14 @@ holds instead:
   edit, a brush stroke, an undo or a redo touched.
 
 Thread-safe: the GUI thread, workers and the writer share one lock for the
-cache and one for the file.
+cache and one for the file. The writer is :class:`~.writeback.WriteBack`; boxes and
+point arrays are read by :mod:`~.boxes`.
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -44,7 +43,10 @@ from typing import Any
 import fastremap
 import numpy as np
 
-Box = tuple[slice, ...]
+from .boxes import Box, bounds, box_of, merge_changes, paste_into_view, point_arrays
+from .writeback import WriteBack
+
+__all__ = ["CachedArray", "merge_changes"]
 #: Clean chunks kept in memory up to this size (chunks with unsaved changes are always kept).
 CACHE_BYTES = 512 * 2**20
 #: Reads up to this many voxels (a voxel under the cursor, a seed point) decode their
@@ -55,11 +57,9 @@ SMALL_READ = 4096
 VIEWS = 4
 VIEW_BYTES = 64 * 2**20
 
-_LIVE: weakref.WeakSet[CachedArray] = weakref.WeakSet()
-_AT_EXIT: list[bool] = []
 
 
-class CachedArray:
+class CachedArray(WriteBack):
     """A chunked array (e.g. ``zarr.Array``) with a write-back cache of decoded chunks.
 
     Parameters
@@ -88,15 +88,10 @@ class CachedArray:
         self.cache_bytes = int(cache_bytes)
         self._grid = tuple(-(-s // c) for s, c in zip(self.shape, self.chunks))
         self._chunks: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
-        self._dirty: dict[tuple[int, ...], int] = {}  # chunk -> version
         self._views: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._changes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._lock = threading.RLock()  # cache state
-        self._file = threading.Lock()  # reads and writes of the array on disk
-        self._wake = threading.Condition(self._lock)
-        self._writer: threading.Thread | None = None
-        self._error: BaseException | None = None
-        _LIVE.add(self)
+        self._init_writer()
 
     # ---- array protocol ------------------------------------------------------------------
     @property
@@ -125,19 +120,19 @@ class CachedArray:
         return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        points = _points(key, self.ndim)
+        points = point_arrays(key, self.ndim)
         if points is not None:
-            return self._get_points(points)
-        box, squeeze = _box(key, self.shape)
+            return self._getpoint_arrays(points)
+        box, squeeze = box_of(key, self.shape)
         return self._get_box(box)[squeeze]
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._raise_writer_error()
-        points = _points(key, self.ndim)
+        points = point_arrays(key, self.ndim)
         if points is not None:
-            self._set_points(points, value)
+            self._setpoint_arrays(points, value)
         else:
-            box, squeeze = _box(key, self.shape)
+            box, squeeze = box_of(key, self.shape)
             block = np.empty([s.stop - s.start for s in box], self.dtype)
             block[squeeze] = value
             self._set_box(box, block)
@@ -146,7 +141,7 @@ class CachedArray:
     # ---- public helpers -----------------------------------------------------------------
     def prefetch(self, box: Sequence[slice]) -> None:
         """Decode the chunks under ``box`` into the cache (e.g. in a worker, before an edit)."""
-        lo, hi = _bounds(box, self.shape)
+        lo, hi = bounds(box, self.shape)
         keys = self._chunk_keys(lo, hi)
         self._locked_with(keys)
         self._lock.release()
@@ -171,31 +166,6 @@ class CachedArray:
             merged = self.take_changes()
             self._changes = changes
         return merged
-
-    @property
-    def unsaved(self) -> int:
-        """Number of chunks whose changes are not in the file yet."""
-        with self._lock:
-            return len(self._dirty)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Write every change to the file; wait at most ``timeout`` seconds.
-
-        Returns
-        -------
-        bool
-            True when the file holds every change.
-
-        Raises
-        ------
-        OSError
-            When writing the file failed (the changes stay in memory).
-        """
-        self._start_writer()
-        with self._wake:
-            self._wake.wait_for(lambda: not self._dirty or self._error is not None, timeout)
-        self._raise_writer_error()
-        return not self._dirty
 
     # ---- reading and writing --------------------------------------------------------------
     def _chunk_keys(self, lo: Sequence[int], hi: Sequence[int]) -> list[tuple[int, ...]]:
@@ -239,7 +209,7 @@ class CachedArray:
                 size -= self._chunks.pop(key).nbytes
 
     def _get_box(self, box: Box) -> np.ndarray:
-        lo, hi = _bounds(box, self.shape)
+        lo, hi = bounds(box, self.shape)
         view = (tuple(lo), tuple(hi))
         keys = self._chunk_keys(lo, hi)
         if np.prod([b - a for a, b in zip(lo, hi)]) <= SMALL_READ:
@@ -275,7 +245,7 @@ class CachedArray:
             out[dst] = self._chunks[key][src]
 
     def _set_box(self, box: Box, block: np.ndarray) -> None:
-        lo, hi = _bounds(box, self.shape)
+        lo, hi = bounds(box, self.shape)
         keys = self._chunk_keys(lo, hi)
         self._locked_with(keys)
         try:
@@ -311,7 +281,7 @@ class CachedArray:
             (np.array([w[0] for w in where]) + lo, np.array([w[-1] + 1 for w in where]) + lo, ids)
         )
         for view, out in self._views.items():
-            _write_view(view, out, lo, block)
+            paste_into_view(view, out, lo, block)
         self._evict()
 
     def _group(self, points: tuple[np.ndarray, ...]):
@@ -335,7 +305,7 @@ class CachedArray:
             return lo, hi
         return None
 
-    def _get_points(self, points: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _getpoint_arrays(self, points: tuple[np.ndarray, ...]) -> np.ndarray:
         flat = tuple(p.ravel() for p in points)
         if flat[0].size == 0:
             return np.empty(points[0].shape, self.dtype)
@@ -360,7 +330,7 @@ class CachedArray:
             self._lock.release()
         return out.reshape(points[0].shape)
 
-    def _set_points(self, points: tuple[np.ndarray, ...], value: Any) -> None:
+    def _setpoint_arrays(self, points: tuple[np.ndarray, ...], value: Any) -> None:
         flat = tuple(p.ravel() for p in points)
         if flat[0].size == 0:
             return
@@ -385,125 +355,3 @@ class CachedArray:
             self._write_block(lo, keys, before, block)
         finally:
             self._lock.release()
-
-    # ---- the writer -------------------------------------------------------------------------
-    def _start_writer(self) -> None:
-        if not _AT_EXIT:
-            _AT_EXIT.append(True)
-            # before the thread pools that zarr writes through shut down at exit (they do so
-            # before ``atexit``; registered later, this runs first)
-            getattr(threading, "_register_atexit", atexit.register)(_flush_all)
-        with self._lock:
-            if self._dirty and (self._writer is None or not self._writer.is_alive()):
-                self._writer = threading.Thread(
-                    target=self._write_back, name="anatomics-chunk-writer", daemon=True
-                )
-                self._writer.start()
-            self._wake.notify_all()
-
-    def _write_back(self) -> None:
-        while True:
-            with self._lock:
-                if not self._dirty or self._error is not None:
-                    self._wake.notify_all()
-                    return
-                key, version = next(iter(self._dirty.items()))
-                data = self._chunks[key].copy()
-            try:
-                with self._file:
-                    self.array[self._chunk_box(key)] = data
-            except BaseException as err:  # kept, raised by the next write or flush
-                with self._lock:
-                    self._error = err
-                    self._wake.notify_all()
-                return
-            with self._lock:
-                if self._dirty.get(key) == version:
-                    del self._dirty[key]
-                else:  # changed while it was written: write it again
-                    self._dirty[key] = self._dirty.pop(key)
-                self._evict()
-                self._wake.notify_all()
-
-    def _raise_writer_error(self) -> None:
-        if self._error is not None:
-            raise OSError(
-                f"could not write labels changes to {getattr(self.array, 'store', 'the file')}: "
-                f"{self._error} (they are kept in memory: save the layer to another file)"
-            )
-
-
-def merge_changes(*changes: tuple[Box, Any] | None) -> tuple[Box, np.ndarray] | None:
-    """Join changes ``(box, ids)`` (None for none): the box around them all, every id."""
-    changes = tuple(c for c in changes if c is not None)
-    if not changes:
-        return None
-    lo = np.min([[s.start for s in box] for box, _ in changes], axis=0)
-    hi = np.max([[s.stop for s in box] for box, _ in changes], axis=0)
-    ids = np.unique(np.concatenate([np.asarray(i).ravel() for _, i in changes]))
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)), ids
-
-
-def _points(key: Any, ndim: int) -> tuple[np.ndarray, ...] | None:
-    """``key`` as integer point arrays, one per axis, or None for a box."""
-    if (isinstance(key, (tuple, list)) and len(key) == ndim
-            and all(isinstance(k, np.ndarray | list) for k in key)):  # fmt: skip
-        arrays = tuple(np.asarray(k) for k in key)
-        if all(a.dtype.kind in "iu" for a in arrays):
-            return tuple(a.astype(np.int64) for a in np.broadcast_arrays(*arrays))
-        raise IndexError("CachedArray takes boxes or integer point arrays, not masks")
-    return None
-
-
-def _box(key: Any, shape: tuple[int, ...]) -> tuple[Box, tuple]:
-    """A box (slices of step 1) and the index that squeezes its integer axes."""
-    key = key if isinstance(key, tuple) else (key,)
-    if any(k is Ellipsis for k in key):
-        at = next(i for i, k in enumerate(key) if k is Ellipsis)
-        key = key[:at] + (slice(None),) * (len(shape) - len(key) + 1) + key[at + 1 :]
-    key = key + (slice(None),) * (len(shape) - len(key))
-    if len(key) != len(shape):
-        raise IndexError(f"too many indices for an array of shape {shape}")
-    box, squeeze = [], []
-    for k, n in zip(key, shape):
-        if isinstance(k, slice):
-            start, stop, step = k.indices(n)
-            if step != 1:
-                raise IndexError("CachedArray takes slices of step 1")
-            box.append(slice(start, max(start, stop)))
-            squeeze.append(slice(None))
-        elif isinstance(k, int | np.integer):
-            i = int(k) + n if int(k) < 0 else int(k)
-            if not 0 <= i < n:
-                raise IndexError(f"index {int(k)} is out of bounds for an axis of size {n}")
-            box.append(slice(i, i + 1))
-            squeeze.append(0)
-        else:
-            raise IndexError(f"CachedArray cannot index with {type(k).__name__}")
-    return tuple(box), tuple(squeeze)
-
-
-def _bounds(box: Sequence[slice], shape: Sequence[int]) -> tuple[list[int], list[int]]:
-    lo = [max(0, int(s.start or 0)) for s in box]
-    hi = [min(n, int(n if s.stop is None else s.stop)) for s, n in zip(box, shape)]
-    return lo, hi
-
-
-def _write_view(view: tuple, out: np.ndarray, lo: Sequence[int], block: np.ndarray) -> None:
-    """Copy the part of a box write (``block`` at ``lo``) that falls in a remembered view."""
-    vlo, vhi = view
-    a = [max(p, q) for p, q in zip(vlo, lo)]
-    b = [min(p, q + n) for p, q, n in zip(vhi, lo, block.shape)]
-    if all(x < y for x, y in zip(a, b)):
-        dst = tuple(slice(x - v, y - v) for x, y, v in zip(a, b, vlo))
-        src = tuple(slice(x - q, y - q) for x, y, q in zip(a, b, lo))
-        out[dst] = block[src]
-
-
-def _flush_all() -> None:
-    """Write every unsaved change before the interpreter exits."""
-    for array in list(_LIVE):
-        try:
-            array.flush(timeout=120)
-        except OSError as err:
-            print(err)

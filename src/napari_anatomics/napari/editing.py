@@ -27,6 +27,7 @@ from ..analyze.measure import bounding_boxes
 from ..core.chunkcache import CachedArray, merge_changes
 from .history import apply_edit, compute_edit, record_edit
 from .layers import layer_array
+from .worker import pool_room
 
 #: Operations whose ``Edit.ids`` are gone from the labels afterwards.
 REMOVING = ("delete", "remove_small", "remove_border", "merge")
@@ -93,6 +94,7 @@ class EditRunner:
         worker.errored.connect(failed)
         worker.finished.connect(self._next)
         self.worker = worker
+        pool_room()
         worker.start()
 
 

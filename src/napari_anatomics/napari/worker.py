@@ -17,6 +17,7 @@ from typing import Any
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QThreadPool
 
 from ..core.progress import Cancelled, CancelToken, Job, Progress, relay
 
@@ -74,6 +75,20 @@ def until_cancelled(job: Job[Any], cancel: CancelToken) -> Job[Any]:
         return event
 
     return (yield from relay(job, unless_stopped))
+
+
+def pool_room() -> None:
+    """Make room in Qt's global thread pool for one more worker.
+
+    The pool holds one thread per core. Our jobs (training, a live preview, Auto-label)
+    keep their threads for minutes, so on a 2-core machine a training run and its
+    preview filled it; the event loop then stalled for as long as each preview ran
+    (0.6-1.3 s per slice change, ``benchmarks/live_preview_stall.py``). Call before
+    starting a worker.
+    """
+    pool = QThreadPool.globalInstance()
+    if pool.activeThreadCount() >= pool.maxThreadCount() - 1:
+        pool.setMaxThreadCount(pool.activeThreadCount() + 2)
 
 
 def start_job(
@@ -158,6 +173,7 @@ def start_job(
         if on_finish is not None:
             on_finish()
 
+    pool_room()
     worker.yielded.connect(_event)
     worker.errored.connect(_error)
     worker.finished.connect(_finished)
