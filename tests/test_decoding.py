@@ -78,3 +78,17 @@ def test_predict_decodes_as_the_model_chose_unless_told(trained, tmp_path):
     )
     history = json.loads((root / "model" / "config.json").read_text())["training"]
     assert history["precision_used"] == "float32"
+
+
+def test_the_strongest_thinning_near_the_best_is_chosen():
+    from napari_anatomics.train.decoding import AP_TOLERANCE, choose_trial
+
+    grid = instance_grid({"median_diameter": 95, "median_volume": 70_000})
+    assert len(grid) == 24 and {t["seed_depth"] for t in grid} == {0.0, 0.5, 0.7}
+    scores = [0.70 if t["seed_depth"] == 0 else 0.60 for t in grid]
+    chosen = grid[choose_trial(grid, scores)]
+    assert chosen["seed_depth"] == 0.0  # the others are more than the tolerance below
+    scores = [0.70 - (AP_TOLERANCE / 2 if t["seed_depth"] == 0.7 else 0) for t in grid]
+    chosen = grid[choose_trial(grid, scores)]
+    assert chosen["seed_depth"] == 0.7 and chosen["min_seed_size"] == round(0.02 * 70_000)
+    assert chosen["seed_erosion"] == round(0.1 * 95)
