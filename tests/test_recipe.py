@@ -135,9 +135,11 @@ def test_threads_follow_the_usable_cores_and_the_environment(monkeypatch):
 def test_instance_decoding_grid_scales_with_the_objects():
     small = instance_grid({"median_diameter": 20, "median_volume": 2000})
     large = instance_grid({"median_diameter": 100, "median_volume": 70000})
-    assert len(small) == len(large) == 12
-    assert max(t["seed_erosion"] for t in large) == 20
-    assert max(t["seed_erosion"] for t in small) == 4
+    assert len(small) == len(large) == 24
+    assert max(t["seed_erosion"] for t in large) == 10
+    assert max(t["seed_erosion"] for t in small) == 2
+    assert max(t["min_seed_size"] for t in large) == 1400
+    assert max(t["min_seed_size"] for t in small) == 40
     assert large[0]["min_size"] == 2800 and small[0]["min_size"] == 80
 
 
