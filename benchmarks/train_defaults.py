@@ -45,7 +45,7 @@ chloro s0, 3D (4)      1     734    yes    Dice 0.757, AP@0.5 0.200        AP 0.
 mito s0, 3D (4)        1     810    yes    Dice 0.659, VF 5.28 % (+13 %)   Dice 0.65
 chloro s0, 3D (5)      2     252    yes    Dice 0.758, AP@0.5 0.200        AP 0.20 (10)
 mito s0, 3D (5)        2     1853   yes    Dice 0.753, VF 6.06 % (+30 %)   Dice 0.83
-chloro s0, new rule (6) 2     1832   yes    Dice 0.875, AP@0.5 0.548        AP 1.00 (5)
+chloro s0, rule 2 (6)  2     1832   yes    Dice 0.875, AP@0.5 0.548        AP 1.00 (5)
 =====================  ====  =====  =====  ==============================  ===========
 
 Decoding rule changed after these runs (24 trials instead of 12, seed depth up to 0.7,
@@ -56,8 +56,10 @@ choice made on the painted part (y < 700) only: AP@0.5 0.517 / 0.483 / 0.548 (wa
 test. The best any decoding reaches on those maps (chosen on the test strip) is 0.586 / 0.517
 / 0.613; the rest is the network (9-11 of the 29 objects mostly missing from its foreground,
 two touching pairs merged in every seed). One of the 29 test "objects" is a single stray
-painted voxel that no prediction can match. (6) The first run with the new rule, with the machine to itself (2026-12-01): depth 0.7,
-minimum seed 704 chosen; TP/FP/FN 17/2/12 (0.567 without the stray voxel); train 22 min
+painted voxel that no prediction can match.
+
+(6) The first run with the new rule ("rule 2"), with the machine to itself (2026-12-01):
+depth 0.7, minimum seed 704 chosen; TP/FP/FN 17/2/12 (0.567 without the stray voxel); train 22 min
 wall in all (15 min of steps, then tuning 24 trials and saving).
 
 Chloroplasts: 29 test objects, targets Dice >= 0.88 and AP@0.5 >= 0.55;
