@@ -40,7 +40,7 @@ slice's preview ran: not the image read (the same with the image in memory), not
 a lower priority for the preview thread made the gaps as long as the slower previews: the
 loop waited for the preview's thread. (2) Qt's global thread pool holds one thread per core:
 2 here, both taken by the training run and its preview. With room for 8 the gaps went.
-(3) ``napari.worker.pool_room`` makes room for one more thread before each of our workers
+(3) ``napari.worker.start_worker`` makes room for one more thread as each of our workers
 starts (jobs, previews, edits). 18 of the 20 slice changes now stall under 65 ms; two did not
 (139 ms as the first preview layer is added, and one of 418 ms at 43 s, not explained). The
 stall target is met in the 99th percentile but **not at its maximum**. The preview cost no
@@ -55,22 +55,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from proofread_stall import spin  # this folder: run as benchmarks/live_preview_stall.py
 
 SLICES_PAINTED = (0, 5)
-
-
-def _spin(seconds: float, until=None) -> None:
-    from qtpy.QtCore import QEventLoop, QTimer
-
-    loop, end = QEventLoop(), time.perf_counter() + seconds
-    check = QTimer()
-    check.setInterval(20)
-    check.timeout.connect(
-        lambda: (time.perf_counter() > end or (until and until())) and loop.quit()
-    )
-    check.start()
-    loop.exec_()
-    check.stop()
 
 
 def run(preview: bool, seconds: float, every: float, show: bool, models: Path) -> dict:
@@ -102,7 +89,7 @@ def run(preview: bool, seconds: float, every: float, show: bool, models: Path) -
     scale = viewer.layers["image"].scale[0]
     viewer.dims.set_point(0, 1 * scale)
     panel.start()
-    _spin(120, until=lambda: panel.progress.value() > 0)  # the run has started
+    spin(120, until=lambda: panel.progress.value() > 0)  # the run has started
     timer.start()
     latencies, end, z = [], time.perf_counter() + seconds, 1
     while time.perf_counter() < end:
@@ -114,14 +101,14 @@ def run(preview: bool, seconds: float, every: float, show: bool, models: Path) -
             live = panel.live
             return live is not None and live.shown is not None and live.shown.region[0].start == z
 
-        _spin(every, until=shown if preview else None)
+        spin(every, until=shown if preview else None)
         if preview and shown():
             latencies.append(time.perf_counter() - t0)
-        _spin(max(0.0, every - (time.perf_counter() - t0)))
+        spin(max(0.0, every - (time.perf_counter() - t0)))
     timer.stop()
     steps = panel.progress.value()
     panel.stop()
-    _spin(300, until=lambda: not panel.busy)
+    spin(300, until=lambda: not panel.busy)
     panel.close()
     viewer.close()
     gaps = np.diff(np.array(ticks)) * 1e3

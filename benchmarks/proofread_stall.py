@@ -152,6 +152,21 @@ def write_labels(folder: Path, shape=SHAPE, seed: int = 0):
 
 
 # ---- measuring the event loop ---------------------------------------------------------------
+def spin(seconds: float, until=None) -> None:
+    """Run the event loop for ``seconds``, or until ``until()`` holds (checked every 20 ms)."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop, end = QEventLoop(), time.perf_counter() + seconds
+    check = QTimer()
+    check.setInterval(20)
+    check.timeout.connect(
+        lambda: (time.perf_counter() > end or (until and until())) and loop.quit()
+    )
+    check.start()
+    loop.exec_()
+    check.stop()
+
+
 class StallMeter:
     """A 5 ms ``QTimer``; runs an action in the event loop and measures the gaps around it."""
 
@@ -164,18 +179,8 @@ class StallMeter:
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
 
     def spin(self, seconds: float, until=None) -> None:
-        """Run the event loop for ``seconds``, or until ``until()`` holds (checked every 20 ms)."""
-        from qtpy.QtCore import QEventLoop, QTimer
-
-        loop, end = QEventLoop(), time.perf_counter() + seconds
-        check = QTimer()
-        check.setInterval(20)
-        check.timeout.connect(
-            lambda: (time.perf_counter() > end or (until and until())) and loop.quit()
-        )
-        check.start()
-        loop.exec_()
-        check.stop()
+        """:func:`spin`."""
+        spin(seconds, until)
 
     def measure(self, action, done, idle, settle_s: float = 600.0) -> dict:
         """Run ``action`` from the event loop; wait until ``idle()``.

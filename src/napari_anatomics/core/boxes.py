@@ -10,15 +10,30 @@ import numpy as np
 Box = tuple[slice, ...]
 
 
+def union(*boxes: Box) -> Box:
+    """The box around every one of ``boxes``."""
+    return tuple(slice(min(s.start for s in axis), max(s.stop for s in axis))
+                 for axis in zip(*boxes))  # fmt: skip
+
+
+def overlap(lo_a, hi_a, lo_b, hi_b) -> tuple[Box, Box] | None:
+    """Where box a (``lo_a``:``hi_a``) meets box b: as slices into an array of box a, and
+    into one of box b (None when they do not meet)."""
+    lo = [max(p, q) for p, q in zip(lo_a, lo_b)]
+    hi = [min(p, q) for p, q in zip(hi_a, hi_b)]
+    if any(x >= y for x, y in zip(lo, hi)):
+        return None
+    return (tuple(slice(x - a, y - a) for x, y, a in zip(lo, hi, lo_a)),
+            tuple(slice(x - b, y - b) for x, y, b in zip(lo, hi, lo_b)))  # fmt: skip
+
+
 def merge_changes(*changes: tuple[Box, Any] | None) -> tuple[Box, np.ndarray] | None:
     """Join changes ``(box, ids)`` (None for none): the box around them all, every id."""
     changes = tuple(c for c in changes if c is not None)
     if not changes:
         return None
-    lo = np.min([[s.start for s in box] for box, _ in changes], axis=0)
-    hi = np.max([[s.stop for s in box] for box, _ in changes], axis=0)
     ids = np.unique(np.concatenate([np.asarray(i).ravel() for _, i in changes]))
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)), ids
+    return union(*(box for box, _ in changes)), ids
 
 
 def point_arrays(key: Any, ndim: int) -> tuple[np.ndarray, ...] | None:
@@ -69,10 +84,7 @@ def bounds(box: Sequence[slice], shape: Sequence[int]) -> tuple[list[int], list[
 
 def paste_into_view(view: tuple, out: np.ndarray, lo: Sequence[int], block: np.ndarray) -> None:
     """Copy the part of a box write (``block`` at ``lo``) that falls in a remembered view."""
-    vlo, vhi = view
-    a = [max(p, q) for p, q in zip(vlo, lo)]
-    b = [min(p, q + n) for p, q, n in zip(vhi, lo, block.shape)]
-    if all(x < y for x, y in zip(a, b)):
-        dst = tuple(slice(x - v, y - v) for x, y, v in zip(a, b, vlo))
-        src = tuple(slice(x - q, y - q) for x, y, q in zip(a, b, lo))
-        out[dst] = block[src]
+    hi = [x + n for x, n in zip(lo, block.shape)]
+    parts = overlap(*view, lo, hi)
+    if parts is not None:
+        out[parts[0]] = block[parts[1]]

@@ -13,8 +13,8 @@ holds instead:
 
 * **Edits** (point indexing ``a[(z, y, x)] = v`` as napari's ``data_setitem`` does,
   and box writes ``a[box] = block``) go to decoded chunks kept in memory; the
-  chunks they touch are read once (:meth:`CachedArray.prefetch` reads them ahead,
-  off the GUI thread). A background thread writes changed chunks back to the
+  chunks they touch are read once (by the edit's worker, off the GUI thread:
+  :mod:`napari_anatomics.napari.editing`). A background thread writes changed chunks back to the
   file, one whole chunk at a time (zarr writes each chunk as one object).
   :meth:`CachedArray.flush` waits until the file holds every change; it runs at
   interpreter exit too.
@@ -43,7 +43,7 @@ from typing import Any
 import fastremap
 import numpy as np
 
-from .boxes import Box, bounds, box_of, merge_changes, paste_into_view, point_arrays
+from .boxes import Box, bounds, box_of, merge_changes, overlap, paste_into_view, point_arrays
 from .writeback import WriteBack
 
 __all__ = ["CachedArray", "merge_changes"]
@@ -89,7 +89,7 @@ class CachedArray(WriteBack):
         self._grid = tuple(-(-s // c) for s, c in zip(self.shape, self.chunks))
         self._chunks: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._views: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._changes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._changes: list[tuple[Box, np.ndarray]] = []  # (box changed, ids touched)
         self._lock = threading.RLock()  # cache state
         self._init_writer()
 
@@ -122,7 +122,7 @@ class CachedArray(WriteBack):
     def __getitem__(self, key: Any) -> np.ndarray:
         points = point_arrays(key, self.ndim)
         if points is not None:
-            return self._getpoint_arrays(points)
+            return self._get_points(points)
         box, squeeze = box_of(key, self.shape)
         return self._get_box(box)[squeeze]
 
@@ -130,7 +130,7 @@ class CachedArray(WriteBack):
         self._raise_writer_error()
         points = point_arrays(key, self.ndim)
         if points is not None:
-            self._setpoint_arrays(points, value)
+            self._set_points(points, value)
         else:
             box, squeeze = box_of(key, self.shape)
             block = np.empty([s.stop - s.start for s in box], self.dtype)
@@ -139,13 +139,6 @@ class CachedArray(WriteBack):
         self._start_writer()
 
     # ---- public helpers -----------------------------------------------------------------
-    def prefetch(self, box: Sequence[slice]) -> None:
-        """Decode the chunks under ``box`` into the cache (e.g. in a worker, before an edit)."""
-        lo, hi = bounds(box, self.shape)
-        keys = self._chunk_keys(lo, hi)
-        self._locked_with(keys)
-        self._lock.release()
-
     def take_changes(self) -> tuple[Box, np.ndarray] | None:
         """What changed since the last call: the box written and every id written or replaced.
 
@@ -156,16 +149,12 @@ class CachedArray(WriteBack):
         """
         with self._lock:
             changes, self._changes = self._changes, []
-        return merge_changes(*[((tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))), ids)
-                               for lo, hi, ids in changes])  # fmt: skip
+        return merge_changes(*changes)
 
     def peek_changes(self) -> tuple[Box, np.ndarray] | None:
         """What :meth:`take_changes` would return, leaving it to be taken."""
         with self._lock:
-            changes = self._changes
-            merged = self.take_changes()
-            self._changes = changes
-        return merged
+            return merge_changes(*self._changes)
 
     # ---- reading and writing --------------------------------------------------------------
     def _chunk_keys(self, lo: Sequence[int], hi: Sequence[int]) -> list[tuple[int, ...]]:
@@ -234,15 +223,19 @@ class CachedArray(WriteBack):
                         self._views.popitem(last=False)
         return out
 
-    def _overlay(self, out: np.ndarray, lo, hi, keys) -> None:
-        """Copy cached chunks ``keys`` into ``out`` (the box ``lo``:``hi``). Lock held."""
+    def _parts(self, keys, lo, hi):
+        """Per chunk of ``keys``: the key, its part of the box ``lo``:``hi`` as slices into an
+        array of the box, and as slices into the chunk."""
         for key in keys:
             cbox = self._chunk_box(key)
-            a = [max(c.start, x) for c, x in zip(cbox, lo)]
-            b = [min(c.stop, x) for c, x in zip(cbox, hi)]
-            dst = tuple(slice(p - x, q - x) for p, q, x in zip(a, b, lo))
-            src = tuple(slice(p - c.start, q - c.start) for p, q, c in zip(a, b, cbox))
-            out[dst] = self._chunks[key][src]
+            parts = overlap(lo, hi, [c.start for c in cbox], [c.stop for c in cbox])
+            if parts is not None:
+                yield key, *parts
+
+    def _overlay(self, out: np.ndarray, lo, hi, keys) -> None:
+        """Copy cached chunks ``keys`` into ``out`` (the box ``lo``:``hi``). Lock held."""
+        for key, in_box, in_chunk in self._parts(keys, lo, hi):
+            out[in_box] = self._chunks[key][in_chunk]
 
     def _set_box(self, box: Box, block: np.ndarray) -> None:
         lo, hi = bounds(box, self.shape)
@@ -264,22 +257,16 @@ class CachedArray(WriteBack):
         changed = before != block
         if not changed.any():
             return
-        for key in keys:
-            cbox = self._chunk_box(key)
-            a = [max(c.start, x) for c, x in zip(cbox, lo)]
-            b = [min(c.stop, x + n) for c, x, n in zip(cbox, lo, block.shape)]
-            src = tuple(slice(p - x, q - x) for p, q, x in zip(a, b, lo))
-            if not changed[src].any():
-                continue
-            dst = tuple(slice(p - c.start, q - c.start) for p, q, c in zip(a, b, cbox))
-            self._chunks[key][dst] = block[src]
-            self._dirty[key] = self._dirty.get(key, 0) + 1
+        hi = [x + n for x, n in zip(lo, block.shape)]
+        for key, in_box, in_chunk in self._parts(keys, lo, hi):
+            if changed[in_box].any():
+                self._chunks[key][in_chunk] = block[in_box]
+                self._dirty[key] = self._dirty.get(key, 0) + 1
         where = [np.flatnonzero(changed.any(axis=tuple(j for j in range(self.ndim) if j != i)))
                  for i in range(self.ndim)]  # fmt: skip
         ids = np.union1d(fastremap.unique(before[changed]), fastremap.unique(block[changed]))
-        self._changes.append(
-            (np.array([w[0] for w in where]) + lo, np.array([w[-1] + 1 for w in where]) + lo, ids)
-        )
+        box = tuple(slice(x + int(w[0]), x + int(w[-1]) + 1) for x, w in zip(lo, where))
+        self._changes.append((box, ids))
         for view, out in self._views.items():
             paste_into_view(view, out, lo, block)
         self._evict()
@@ -297,21 +284,20 @@ class CachedArray(WriteBack):
             local = tuple(p[sel] - i * c for p, i, c in zip(points, key, self.chunks))
             yield key, sel, local
 
-    def _dense(self, flat: tuple[np.ndarray, ...]) -> tuple[list[int], list[int]] | None:
-        """The box around the points when it is small enough to read whole (faster)."""
+    @staticmethod
+    def _around(flat: tuple[np.ndarray, ...]) -> tuple[list[int], list[int], bool]:
+        """The box around the points, and whether it is small enough to read whole."""
         lo = [int(p.min()) for p in flat]
         hi = [int(p.max()) + 1 for p in flat]
-        if np.prod([b - a for a, b in zip(lo, hi)], dtype=float) <= max(8 * flat[0].size, 2**20):
-            return lo, hi
-        return None
+        volume = np.prod([b - a for a, b in zip(lo, hi)], dtype=float)
+        return lo, hi, volume <= max(8 * flat[0].size, 2**20)
 
-    def _getpoint_arrays(self, points: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _get_points(self, points: tuple[np.ndarray, ...]) -> np.ndarray:
         flat = tuple(p.ravel() for p in points)
         if flat[0].size == 0:
             return np.empty(points[0].shape, self.dtype)
-        dense = self._dense(flat)
-        if dense is not None:
-            lo, hi = dense
+        lo, hi, dense = self._around(flat)
+        if dense:
             keys = self._chunk_keys(lo, hi)
             self._locked_with(keys)
             try:
@@ -330,22 +316,22 @@ class CachedArray(WriteBack):
             self._lock.release()
         return out.reshape(points[0].shape)
 
-    def _setpoint_arrays(self, points: tuple[np.ndarray, ...], value: Any) -> None:
+    def _set_points(self, points: tuple[np.ndarray, ...], value: Any) -> None:
         flat = tuple(p.ravel() for p in points)
         if flat[0].size == 0:
             return
         values = np.broadcast_to(np.asarray(value, self.dtype), points[0].shape).reshape(-1)
-        if self._dense(flat) is not None:
-            self._set_dense(flat, values)
+        lo, hi, dense = self._around(flat)
+        if dense:
+            self._set_dense(flat, values, lo, hi)
             return
         for key, sel, local in list(self._group(flat)):  # far apart: chunk by chunk
             cbox = self._chunk_box(key)
-            self._set_dense(tuple(q + c.start for q, c in zip(local, cbox)), values[sel])
+            in_chunk = tuple(q + c.start for q, c in zip(local, cbox))
+            self._set_dense(in_chunk, values[sel], *self._around(in_chunk)[:2])
 
-    def _set_dense(self, flat: tuple[np.ndarray, ...], values: np.ndarray) -> None:
-        """Write point values through the box around the points."""
-        lo = [int(p.min()) for p in flat]
-        hi = [int(p.max()) + 1 for p in flat]
+    def _set_dense(self, flat: tuple[np.ndarray, ...], values: np.ndarray, lo, hi) -> None:
+        """Write point values through the box ``lo``:``hi`` around the points."""
         keys = self._chunk_keys(lo, hi)
         self._locked_with(keys)
         try:

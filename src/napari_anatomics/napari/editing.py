@@ -24,10 +24,11 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
 from ..analyze.measure import bounding_boxes
+from ..core.boxes import union
 from ..core.chunkcache import CachedArray, merge_changes
 from .history import apply_edit, compute_edit, record_edit
 from .layers import layer_array
-from .worker import pool_room
+from .worker import start_worker
 
 #: Operations whose ``Edit.ids`` are gone from the labels afterwards.
 REMOVING = ("delete", "remove_small", "remove_border", "merge")
@@ -94,8 +95,7 @@ class EditRunner:
         worker.errored.connect(failed)
         worker.finished.connect(self._next)
         self.worker = worker
-        pool_room()
-        worker.start()
+        start_worker(worker)
 
 
 class Editing:
@@ -116,7 +116,7 @@ class Editing:
         Rows of the removed ids leave the table at once; objects that grew or were
         made are measured again. Labels on disk (a
         :class:`~napari_anatomics.core.chunkcache.CachedArray`) are edited in a worker
-        (:class:`~..edit_runner.EditRunner`): this returns None at once, and the
+        (:class:`EditRunner`): this returns None at once, and the
         :attr:`edited` signal (and ``then``) follow. ``then`` receives the Edit.
 
         Returns
@@ -165,9 +165,7 @@ class Editing:
         if changes is not None:
             box, ids = changes
             for i in ids.tolist():
-                old = boxes.get(int(i), box)
-                boxes[int(i)] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
-                                      for a, b in zip(old, box))  # fmt: skip
+                boxes[int(i)] = union(boxes.get(int(i), box), box)
         return boxes
 
     def _edited(self, layer: Labels, edit, what: str, then) -> int:

@@ -35,7 +35,7 @@ from qtpy.QtCore import QObject, QTimer
 
 from .history import apply_edit
 from .layers import layer_array
-from .worker import pool_room
+from .worker import start_worker
 
 #: Largest (y, x) extent of the box previewed in a 3D view, in voxels.
 BOX_YX = 512
@@ -145,8 +145,7 @@ class LiveView(QObject):
         self._worker = create_worker(self.preview.run, _start_thread=False)
         self._worker.returned.connect(self.show_result)
         self._worker.finished.connect(self._on_worker_done)
-        pool_room()
-        self._worker.start()
+        start_worker(self._worker)
 
     def _on_worker_done(self) -> None:
         self._worker = None

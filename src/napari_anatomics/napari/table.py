@@ -95,8 +95,6 @@ class FrameTable(QTableView):
     def __init__(self, id_column: str = "label") -> None:
         super().__init__()
         self.id_column = id_column
-        self.frame = pd.DataFrame()
-        self.columns: list[str] = []
         self._model = FrameModel()
         self.setModel(self._model)
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -108,6 +106,11 @@ class FrameTable(QTableView):
         header.setResizeContentsPrecision(100)  # sized by the first rows, not all of them
         self.setSortingEnabled(True)
         self.clicked.connect(lambda index: self._on_click(index.row()))
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns shown."""
+        return self._model.columns
 
     def rowCount(self) -> int:
         """Rows shown."""
@@ -129,10 +132,8 @@ class FrameTable(QTableView):
             Header text per column name (default: the name).
         """
         columns = [c for c in (columns or frame.columns) if c in frame.columns]
-        self.columns = columns
         header = self.horizontalHeader()
         sort_column, order = header.sortIndicatorSection(), header.sortIndicatorOrder()
-        self.frame = frame
         self._model.set_frame(frame, columns, [(headers or {}).get(c, c) for c in columns])
         if 0 <= sort_column < len(columns):
             self.sortByColumn(sort_column, order)

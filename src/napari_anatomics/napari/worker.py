@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.qt.threading import GeneratorWorker, WorkerBase, thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QThreadPool
@@ -77,18 +77,19 @@ def until_cancelled(job: Job[Any], cancel: CancelToken) -> Job[Any]:
     return (yield from relay(job, unless_stopped))
 
 
-def pool_room() -> None:
-    """Make room in Qt's global thread pool for one more worker.
+def start_worker(worker: WorkerBase) -> None:
+    """Start a napari/superqt worker with room for it in Qt's global thread pool.
 
     The pool holds one thread per core. Our jobs (training, a live preview, Auto-label)
     keep their threads for minutes, so on a 2-core machine a training run and its
     preview filled it; the event loop then stalled for as long as each preview ran
-    (0.6-1.3 s per slice change, ``benchmarks/live_preview_stall.py``). Call before
-    starting a worker.
+    (0.6-1.3 s per slice change, ``benchmarks/live_preview_stall.py``). Every worker
+    of this plugin starts here.
     """
     pool = QThreadPool.globalInstance()
     if pool.activeThreadCount() >= pool.maxThreadCount() - 1:
         pool.setMaxThreadCount(pool.activeThreadCount() + 2)
+    worker.start()
 
 
 def start_job(
@@ -173,11 +174,10 @@ def start_job(
         if on_finish is not None:
             on_finish()
 
-    pool_room()
     worker.yielded.connect(_event)
     worker.errored.connect(_error)
     worker.finished.connect(_finished)
     if on_done is not None:
         worker.returned.connect(on_done)
-    worker.start()
+    start_worker(worker)
     return worker
