@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
@@ -10,6 +11,7 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QApplication
 
+from napari_anatomics.core import heap
 from napari_anatomics.core.progress import Cancelled, CancelToken, Progress
 from napari_anatomics.napari.jobs import JobPanel
 from napari_anatomics.napari.worker import until_cancelled
@@ -100,10 +102,13 @@ def test_stop_midway_ends_cleanly_with_the_partial_result(panel, qtbot, wrap):
     qtbot.waitUntil(lambda: widget.progress.value() == 3, timeout=HANG_MS)
     assert widget.start() is None  # one main run at a time, said in one line
     assert "still running" in widget.status.text()
+    # while the run lasts, the heap alive at its start is out of the collector's walks
+    assert heap.holders() == 1 and gc.get_freeze_count() > 0
     widget.stop_button.click()
     assert not widget.stop_button.isEnabled()
     widget.release.set()
     qtbot.waitUntil(lambda: widget.finished == 1, timeout=HANG_MS)
+    assert heap.holders() == 0 and gc.get_freeze_count() == 0  # given back as it ends
     if wrap:  # closed at its next event, unseen: nothing to hand over
         assert widget.events == [1, 2, 3] and widget.results == []
         assert widget.status.text() == "Counting stopped"

@@ -57,9 +57,16 @@ def test_preview_follows_training_and_the_view_painting_joins_the_run(loop, qtbo
     panel.start()
     live = panel.live
     live.session.publish_every_s = 0.2
-    # The preview layer appears on the visible slice, then updates as training goes on.
+    # The preview layer is added (empty) as the run starts, not when a preview arrives
+    # (adding a layer holds the event loop); the first preview fills it on the visible
+    # slice, then it updates as training goes on.
     qtbot.waitUntil(lambda: live.layer is not None, timeout=HANG_MS)
     layer = live.layer
+    assert layer in viewer.layers
+    assert live.shown is not None or not np.asarray(layer.data).any()
+    assert viewer.layers.selection.active is labels
+    qtbot.waitUntil(lambda: live.shown is not None, timeout=HANG_MS)
+    assert live.layer is layer
     assert layer.name == "labels preview" and layer.metadata["iteration"] > 0
     assert all(layer not in p.labels_combo._layers for p in widget.panels.values()
                if hasattr(p, "labels_combo"))  # no panel offers it to work on

@@ -80,7 +80,7 @@ class LiveView(QObject):
         self.labels, self.task, self.name = labels, task, name
         self.reference = reference if reference is not None else labels
         self.preview = LivePreview(session, image)
-        #: The preview layer (None before the first preview).
+        #: The preview layer (added empty as the run starts with the preview on).
         self.layer: Labels | None = layer
         #: The latest preview shown (a PreviewResult).
         self.shown: Any = None
@@ -97,6 +97,8 @@ class LiveView(QObject):
         if labels is not None:
             labels.events.paint.connect(self._on_paint)
             labels.events.set_data.connect(self._on_set_data)
+        if self.session.enabled:  # once the Start click's own work has returned
+            QTimer.singleShot(0, self._ensure_layer)
         self._timer.start()
 
     # ---- where the viewer looks ------------------------------------------------------------
@@ -131,8 +133,28 @@ class LiveView(QObject):
     @enabled.setter
     def enabled(self, value: bool) -> None:
         self.session.enabled = bool(value)
+        if value:
+            self._ensure_layer()
         if self.layer is not None:
             self.layer.visible = bool(value)
+
+    def _ensure_layer(self) -> Labels:
+        """The preview layer, added empty now if it is not in the viewer.
+
+        Adding a layer holds napari's event loop for 50-140 ms (its visuals and
+        controls), so it happens here, as the user starts the run or switches the
+        preview on, and never when a preview arrives: a preview only swaps data.
+        """
+        if self.layer is None or self.layer not in self.viewer.layers:
+            scale, translate = self._scale_translate()
+            self.layer = self.viewer.add_labels(
+                np.zeros((1, 1, 1), np.uint8), name=self.name, scale=scale,
+                translate=translate, opacity=0.5, blending="translucent",
+                metadata={"preview": True, "task": self.task},
+            )
+            if self.labels is not None and self.labels in self.viewer.layers:
+                self.viewer.layers.selection.active = self.labels
+        return self.layer
 
     def tick(self) -> None:
         """Start a preview in a worker when one is due (the timer's slot)."""
@@ -158,18 +180,10 @@ class LiveView(QObject):
         scale, translate = self._scale_translate()
         data = result.stack
         offset = translate + scale * np.array([s.start for s in result.region])
-        if self.layer is None or self.layer not in self.viewer.layers:
-            self.layer = self.viewer.add_labels(
-                data, name=self.name, scale=scale, translate=offset, opacity=0.5,
-                blending="translucent", metadata={"preview": True, "task": self.task},
-            )
-            self.layer.visible = self.session.enabled
-            if self.labels is not None and self.labels in self.viewer.layers:
-                self.viewer.layers.selection.active = self.labels
-        else:
-            self.layer.translate = offset
-            self.layer.data = data
-        self.layer.metadata["iteration"] = result.iteration
+        layer = self._ensure_layer()  # the user may have deleted it
+        layer.translate = offset
+        layer.data = data
+        layer.metadata["iteration"] = result.iteration
 
     def wait(self, timeout_ms: int = 30000) -> None:
         """Wait for the running preview, if any (tests and closing)."""

@@ -30,9 +30,15 @@ def prepare_torch() -> None:
     Imports ``torch._dynamo`` now, when a panel opens: imported lazily by the
     first optimizer in the worker thread, it stalls the viewer for most of a
     second in the middle of a run. (Triton is kept out of the napari process by
-    :mod:`napari_anatomics.napari` itself.)
+    :mod:`napari_anatomics.napari` itself.) Imports the modules of training, its
+    live preview and prediction too: imported by the first Start, they held the
+    event loop for 0.2 s as the run began (``benchmarks/live_preview_stall.py``).
     """
     import torch._dynamo  # noqa: F401
+
+    from ..predict import tiled  # noqa: F401
+    from ..train import live, loop, preview  # noqa: F401
+    from . import live_preview  # noqa: F401
 
 
 def default_model_root() -> Path:
