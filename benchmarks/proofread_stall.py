@@ -38,6 +38,9 @@ cached, first try (1)  2132, 2192, 2186 2304, 2209, 2230 184, 179,    201       
 cached (2)             69, 92, 90       60, 54, 46       117, 80, 78  41         50    100
 cached (3)             53, 59, 65       64, 41, 55       40, 29, 27   82         55    100
 cached, --show (3)     87, 70, 70       40, 65, 40       57, 50, 52   62         178   100
+--show --diagnose (4)  31, 52, 66       55, 35, 44       26, 26, 29   41         29    100
+same, again            39, 35, 60       39, 55, 41       28, 28, 31   46         26    100
+same, again            43, 61, 41       41, 41, 25       25, 32, 24   62         51    100
 =====================  ===============  ===============  ===========  =========  ====  ======
 
 (1) Edits in a worker, but the table showed again item by item (a ``QTableWidget`` with columns
@@ -50,7 +53,13 @@ panel now gives it from the table. (3) The current code. The one redo above 100 
 merge of 349 k voxels, canvas drawn by software GL) is napari's whole-slice refresh after a
 redo, with its texture upload; the baseline's redo took up to 1.4 s. napari colours a labels
 slice with numba when it is installed (a dependency now): without it the numpy fallback takes
-~80 ms per 2048 x 2048 slice on every undo and redo.
+~80 ms per 2048 x 2048 slice on every undo and redo. (4) 2026-12-01, with
+``--diagnose`` (``stall_probe.py``: the threads' stacks while the loop is late, garbage
+collections timed): three runs with the canvas drawn, no gap over 100 ms, undo and redo at
+most 62 ms; the 178 ms redo of (3) did not come back. A full garbage collection of this
+process's heap costs ~0.17 s (napari and torch imported) and can fall in any gap; the Proofread
+panel does not freeze the heap for its edits (jobs such as training and Auto-label do,
+``core.heap``) because objects alive then would wait for the panel to close to be collected.
 
 Where the time went in the baseline (profiled on this file): the edit read and wrote its
 objects' boxes in 32 x 256 x 256 zstd chunks (a 20 x 200 x 200 box: ~15 ms to read, ~60 ms to
@@ -170,13 +179,17 @@ def spin(seconds: float, until=None) -> None:
 class StallMeter:
     """A 5 ms ``QTimer``; runs an action in the event loop and measures the gaps around it."""
 
-    def __init__(self, interval_ms: int = 5) -> None:
+    def __init__(self, interval_ms: int = 5, probe=None) -> None:
         from qtpy.QtCore import QTimer
 
         self.ticks: list[float] = []
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        #: A started :class:`stall_probe.StallProbe` (``--diagnose``), or None.
+        self.probe = probe
+        if probe is not None:
+            self.timer.timeout.connect(probe.beat)
 
     def spin(self, seconds: float, until=None) -> None:
         """:func:`spin`."""
@@ -212,6 +225,8 @@ class StallMeter:
         self.timer.stop()
         ticks = np.array([box["t0"], *self.ticks, t_idle])
         ticks = np.sort(ticks[(ticks >= box["t0"]) & (ticks <= t_idle)])
+        if self.probe is not None:
+            self.probe.report(list(ticks))
         return {
             "stall": 1e3 * float(np.diff(ticks).max()),
             "done": 1e3 * (box["done"] - box["t0"]),
@@ -251,7 +266,9 @@ def cases(objects: list[dict], repeats: int) -> list[tuple[str, list[dict]]]:
     return plan
 
 
-def run(folder: Path, shape, repeats: int, show: bool = False, cached: bool = True) -> list:
+def run(
+    folder: Path, shape, repeats: int, show: bool = False, cached: bool = True, probe=None
+) -> list:
     """Write/open the labels, measure them in the panel, time each case; return rows.
 
     ``cached``: the layer holds the labels as Auto-label shows them (a
@@ -282,7 +299,7 @@ def run(folder: Path, shape, repeats: int, show: bool = False, cached: bool = Tr
         },
     )
     assert isinstance(layer.data, CachedArray if cached else zarr.Array)
-    meter = StallMeter()
+    meter = StallMeter(probe=probe)
     panel = ProofreadWidget(viewer)
     panel.show()
     edits = []
@@ -383,13 +400,24 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the zarr-array layer (the baseline)"
     )
+    parser.add_argument(
+        "--diagnose", action="store_true", help="print what each thread did in gaps over 100 ms"
+    )
     args = parser.parse_args()
+    probe = None
+    if args.diagnose:
+        from stall_probe import StallProbe  # this folder
+
+        probe = StallProbe()
+        probe.start()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="proofread_stall_"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        arms = {"CachedArray": run(folder, args.shape, args.repeats, args.show)}
+        arms = {"CachedArray": run(folder, args.shape, args.repeats, args.show, probe=probe)}
         if not args.no_baseline:
-            arms["zarr (baseline)"] = run(folder, args.shape, args.repeats, args.show, False)
+            arms["zarr (baseline)"] = run(
+                folder, args.shape, args.repeats, args.show, False, probe=probe
+            )
         print(report(arms))
     finally:
         if not args.keep:
