@@ -12,9 +12,13 @@ decoding the model chose on its own painted data), and scores the result:
   Dice and AP@0.5 against the issue's targets (Dice >= 0.88, AP@0.5 >= 0.55
   with 2 threads, >= 0.50 with 1).
 * ``mitochondria``: ssTEM semantic classes (../shared/data/drosophila-vnc-sstem,
-  4.6 x 4.6 x 50 nm): train on slices 0-13, score 14-19. Mitochondria Dice and
-  volume fraction against the painted one (targets: Dice >= 0.80, volume
-  fraction within 10 %).
+  4.6 x 4.6 x 50 nm): train on slices 0-13, score the painted slices of 14-19.
+  Mitochondria Dice and volume fraction against the painted one (targets: Dice
+  >= 0.80, volume fraction within 10 %). Slices 1, 7 and 18 of the stack hold no
+  label at all although their mitochondria are plain to see: they are unpainted,
+  not empty (training already leaves 1 and 7 out as unknown). Until run (7) the
+  score counted slice 18 as painted background; it is left out now, and the
+  row also prints the old all-six-slices numbers.
 
     python benchmarks/train_defaults.py chloroplasts --seed 0 --threads 2
     python benchmarks/train_defaults.py mitochondria --threads 1
@@ -46,6 +50,7 @@ mito s0, 3D (4)        1     810    yes    Dice 0.659, VF 5.28 % (+13 %)   Dice 
 chloro s0, 3D (5)      2     252    yes    Dice 0.758, AP@0.5 0.200        AP 0.20 (10)
 mito s0, 3D (5)        2     1853   yes    Dice 0.753, VF 6.06 % (+30 %)   Dice 0.83
 chloro s0, rule 2 (6)  2     1832   yes    Dice 0.875, AP@0.5 0.548        AP 1.00 (5)
+mito s0 (7)            2     3418   yes    Dice 0.933, VF 5.74 % (+2.6 %)  Dice 0.86
 =====================  ====  =====  =====  ==============================  ===========
 
 Decoding rule changed after these runs (24 trials instead of 12, seed depth up to 0.7,
@@ -62,9 +67,17 @@ painted voxel that no prediction can match.
 depth 0.7, minimum seed 704 chosen; TP/FP/FN 17/2/12 (0.567 without the stray voxel); train 22 min
 wall in all (15 min of steps, then tuning 24 trials and saving).
 
+(7) 2026-12-01, the machine to itself, scored on the painted test slices (14, 15, 16, 17,
+19; painted volume fraction 5.59 %): Dice 0.933, volume fraction 5.74 % (+2.6 %), **both
+targets met**. Counted the old way (slice 18 as painted background, 4.66 %): Dice 0.842,
+5.80 % (+24.6 %). The decoding chose threshold 0.9 for mitochondria (0.98 for synapses) on
+the held-out tiles; every step ran in bfloat16. The earlier mitochondria rows were scored
+the old way, with 625-1853 steps on a shared machine; most of their "+13 to +31 %" was slice 18.
+
 Chloroplasts: 29 test objects, targets Dice >= 0.88 and AP@0.5 >= 0.55;
-mitochondria: painted volume fraction 4.66 % of the test slices, targets
-Dice >= 0.80 and within 10 %. "held-out": the model's own report on its
+mitochondria: painted volume fraction 5.59 % of the painted test slices (4.66 % when
+the unpainted slice 18 is counted, as rows before (7) were), targets Dice >= 0.80 and
+within 10 %. "held-out": the model's own report on its
 held-out tiles (5 objects for the chloroplasts: too few to tune on, so the
 instance decoding was chosen on all the painted data).
 
@@ -226,15 +239,22 @@ def main() -> None:
         )
     else:
         classes = np.asarray(group["labels"].attrs.get("label_classes", [0]), np.int64)
-        mito = classes[found] == 1
-        painted = truth == 1
-        dice = 2 * np.count_nonzero(mito & painted) / (mito.sum() + painted.sum())
-        vf, vf_true = float(mito.mean()), float(painted.mean())
-        row |= {"dice": round(float(dice), 3), "vf": round(100 * vf, 2),
-                "vf_painted": round(100 * vf_true, 2),
-                "vf_error_pct": round(100 * (vf - vf_true) / vf_true, 1)}
-        shown = (f"mito Dice {dice:.3f}  VF {100 * vf:.2f} % (painted {100 * vf_true:.2f} %, "
-                 f"{row['vf_error_pct']:+.1f} %)")
+        # Score the painted slices only: slice 18 of the stack (4 of the test strip) holds
+        # no label at all although its mitochondria are plain to see (unpainted, like
+        # slices 1 and 7, which training already leaves out as unknown).
+        painted_z = truth.any(axis=(1, 2))
+        row["scored_slices"] = [int(z) for z in np.flatnonzero(painted_z)]
+        for key, zs in (("", painted_z), ("_all6", np.ones_like(painted_z))):
+            mito, painted = classes[found[zs]] == 1, truth[zs] == 1
+            dice = 2 * np.count_nonzero(mito & painted) / (mito.sum() + painted.sum())
+            vf, vf_true = float(mito.mean()), float(painted.mean())
+            row |= {f"dice{key}": round(float(dice), 3), f"vf{key}": round(100 * vf, 2),
+                    f"vf_painted{key}": round(100 * vf_true, 2),
+                    f"vf_error_pct{key}": round(100 * (vf - vf_true) / vf_true, 1)}
+        shown = (f"mito Dice {row['dice']:.3f}  VF {row['vf']:.2f} % (painted "
+                 f"{row['vf_painted']:.2f} %, {row['vf_error_pct']:+.1f} %); all 6 slices as "
+                 f"before: Dice {row['dice_all6']:.3f}, VF {row['vf_all6']:.2f} % "
+                 f"({row['vf_error_pct_all6']:+.1f} %)")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with args.results.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
