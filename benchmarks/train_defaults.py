@@ -76,9 +76,9 @@ targets met**. Counted the old way (slice 18 as painted background, 4.66 %): Dic
 the held-out tiles; every step ran in bfloat16. The earlier mitochondria rows were scored
 the old way, with 625-1853 steps on a shared machine; most of their "+13 to +31 %" was slice 18.
 
-(8) 2026-12-01, the machine to itself, one after the other: 3456 and 3438 steps (this
-session's machine made ~1.9x the steps of (6)'s in 15 minutes: same CPU model, another
-host). Seed 1: TP/FP/FN 19/3/10, seed 2: 19/4/10; both chose seed depth 0.7, minimum seed
+(8) 2026-12-01, the machine to itself, one after the other: 3456 and 3438 steps, ~1.9x the
+steps of (6) in the same 15 minutes (the same CPU model, "AMD EPYC" with AVX-512 BF16, but
+this session's host; why it is faster is not known). Seed 1: TP/FP/FN 19/3/10, seed 2: 19/4/10; both chose seed depth 0.7, minimum seed
 704 voxels. **Both meet the 2-thread targets** (Dice >= 0.88, AP@0.5 >= 0.55).
 
 Chloroplasts: 29 test objects, targets Dice >= 0.88 and AP@0.5 >= 0.55;
