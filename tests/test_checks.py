@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dask.array as da
 import numpy as np
 import pytest
+import tifffile
 from scipy import ndimage as ndi
 
 from napari_anatomics.core.volume import Volume
@@ -161,3 +164,30 @@ def test_labels_over_the_in_memory_limit_are_checked_per_chunk(synthetic, image,
     assert report.histogram == dict(zip(values.tolist(), counts.tolist()))
     assert "pieces_skipped" in report.codes() and report.n_objects is None
     assert report.usable  # few values but no piece counts: no semantic/instance verdict
+
+
+def test_slices_left_unlabelled_amid_annotated_ones_are_reported(image):
+    labels = np.zeros((16, 96, 96), np.uint8)
+    labels[2:12, 10:30, 10:30] = 1
+    labels[[5, 9]] = 0  # two slices the painter skipped
+    report = check(image, labels, task="semantic")
+    found = [f for f in report.findings if f.code == "unlabelled_slices"]
+    assert len(found) == 1 and found[0].slice == 5 and report.usable
+    assert found[0].message.startswith("Slices 5, 9 hold no label")
+    labels[9, 10:30, 10:30] = 1
+    one = [f for f in check(image, labels).findings if f.code == "unlabelled_slices"]
+    assert [f.message.split(" while")[0] for f in one] == ["Slice 5 holds no label"]
+    sparse = np.zeros_like(labels)
+    sparse[::4, 10:30, 10:30] = 1  # every 4th slice: annotation sparse on purpose
+    assert "unlabelled_slices" not in {f.code for f in check(image, sparse).findings}
+
+
+def test_the_fly_stack_unpainted_slices_are_reported():
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "drosophila-vnc-sstem"
+    if not (folder / "labels.tif").is_file():
+        pytest.skip(f"fly ssTEM data not found at {folder}")
+    labels = tifffile.imread(folder / "labels.tif")
+    report = check(np.zeros(labels.shape, np.uint8), labels, task="semantic")
+    found = [f for f in report.findings if f.code == "unlabelled_slices"]
+    assert report.usable and len(found) == 1
+    assert found[0].message.startswith("Slices 1, 7, 18 hold no label") and found[0].slice == 1

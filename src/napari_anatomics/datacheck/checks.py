@@ -11,7 +11,8 @@ What is checked:
 * label type: integers, no negative or fractional values;
 * background: 0 exists and is the most common value;
 * number of label values, semantic-or-instance guess and whether it fits the task;
-* which z-slices carry annotation (none is an error);
+* which z-slices carry annotation (none is an error), and slices left without any
+  label amid annotated ones (unknown to training: often slices left unpainted);
 * anti-aliased painting: many values that only occur as thin rims along edges;
 * for instance labels, one value painted on several separate pieces, and stray
   fragments of a few voxels (pieces are face-connected, "6-connectivity").
@@ -33,7 +34,7 @@ import dask.array as da
 import numpy as np
 
 from ..core.volume import Volume
-from .report import CheckReport, Finding, Severity
+from .report import CheckReport, Finding, Severity, format_ranges
 from .report import format_value as _num
 
 __all__ = ["MAX_CC_VOXELS", "CheckReport", "Finding", "Severity", "check"]
@@ -47,6 +48,9 @@ FRAGMENT_FRACTION = 0.02
 #: A value needs at least this many voxels to count as an anti-aliasing rim; smaller
 #: ones are stray fragments (a renumbered 1-voxel slip has no interior either).
 MIN_RIM_VOXELS = 20
+#: Unlabelled slices amid annotated ones are reported while there are at most
+#: 1 / GAP_FRACTION of the annotated ones (more is sparse annotation, on purpose).
+GAP_FRACTION = 4
 
 
 def check(
@@ -92,6 +96,7 @@ def check(
             "at least one slice, then check again.",
         )
         return report
+    _check_gaps(report)
     if _check_antialiasing(report, rims, values):
         report.kind = "semantic" if len(values) <= MAX_SEMANTIC_VALUES else "instance"
         return report  # pieces of smoothed edges would only add noise
@@ -203,6 +208,25 @@ def _slice_pass(report: CheckReport, data: Any) -> dict[Any, list[int]]:
                 entry[2], entry[3] = z, rim_here
     report.histogram = dict(sorted(histogram.items()))
     return rims
+
+
+def _check_gaps(report: CheckReport) -> None:
+    """Slices with no label amid annotated ones, when most of the span is annotated."""
+    painted = report.annotated_slices
+    if len(painted) < 3:
+        return
+    gaps = sorted(set(range(painted[0], painted[-1] + 1)) - set(painted))
+    if not gaps or len(gaps) > len(painted) // GAP_FRACTION:
+        return  # none, or sparse annotation (every n-th slice): painted that way on purpose
+    report.add(
+        "info",
+        "unlabelled_slices",
+        f"Slice{'s' if len(gaps) > 1 else ''} {format_ranges(gaps)} hold{'s' * (len(gaps) == 1)} "
+        "no label while the slices around are annotated: training treats "
+        f"{'them' if len(gaps) > 1 else 'it'} as unknown (not learned from, not scored). If "
+        "objects show there, they were left unpainted; paint them to use those slices.",
+        slice=gaps[0],
+    )
 
 
 def _planes(data: Any):
