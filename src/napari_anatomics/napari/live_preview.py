@@ -97,8 +97,8 @@ class LiveView(QObject):
         if labels is not None:
             labels.events.paint.connect(self._on_paint)
             labels.events.set_data.connect(self._on_set_data)
-        if self.session.enabled:  # once the Start click's own work has returned
-            QTimer.singleShot(0, self._ensure_layer)
+        # the layer once the Start click's own work has returned (unless switched off by then)
+        QTimer.singleShot(0, lambda: self.session.enabled and self._ensure_layer())
         self._timer.start()
 
     # ---- where the viewer looks ------------------------------------------------------------
