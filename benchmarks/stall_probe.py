@@ -52,7 +52,6 @@ class StallProbe:
     def beat(self) -> None:
         """The event loop ran (connect to the benchmark's tick timer)."""
         self.last_beat = time.perf_counter()
-        self.main = threading.main_thread().ident
 
     def start(self) -> None:
         """Start the watchdog and the collection timing."""

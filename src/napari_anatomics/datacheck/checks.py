@@ -218,11 +218,11 @@ def _check_gaps(report: CheckReport) -> None:
     gaps = sorted(set(range(painted[0], painted[-1] + 1)) - set(painted))
     if not gaps or len(gaps) > len(painted) // GAP_FRACTION:
         return  # none, or sparse annotation (every n-th slice): painted that way on purpose
+    what = f"Slices {format_ranges(gaps)} hold" if len(gaps) > 1 else f"Slice {gaps[0]} holds"
     report.add(
         "info",
         "unlabelled_slices",
-        f"Slice{'s' if len(gaps) > 1 else ''} {format_ranges(gaps)} hold{'s' * (len(gaps) == 1)} "
-        "no label while the slices around are annotated: training treats "
+        f"{what} no label while the slices around are annotated: training treats "
         f"{'them' if len(gaps) > 1 else 'it'} as unknown (not learned from, not scored). If "
         "objects show there, they were left unpainted; paint them to use those slices.",
         slice=gaps[0],
