@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cc3d
 import dask.array as da
 import numpy as np
 import pytest
@@ -236,6 +237,34 @@ def test_sampler_pastes_painted_objects_into_crops():
     assert bright == 20 * 144  # the whole 12 x 12 object, every time
     plain = CropSampler(data, (1, 32, 32), "instance", rng, augmenter=aug)
     assert plain.crop((0, 60, 60))[1][0].max() == 0
+
+
+@pytest.mark.parametrize("paste", [0.5, 1.0, 2.0, 2.5])
+def test_copy_paste_is_the_mean_number_of_objects_pasted_per_crop(paste):
+    # One bright 12 x 12 object; crops of 64 x 64 far from it, on dark painted background.
+    labels = np.zeros((1, 160, 160), np.uint16)
+    labels[:, 10:22, 10:22] = 1
+    image = np.where(labels > 0, 200, 50).astype(np.uint8)
+    data = prepare_data(da.from_array(image), da.from_array(labels))
+    rng = np.random.default_rng(3)
+    aug = Augmenter(flips=False, rotations=False, brightness=0, contrast=0)
+    sampler = CropSampler(data, (1, 64, 64), "instance", rng, augmenter=aug, paste=paste)
+    counts = []
+    for _ in range(60):
+        ids = sampler.crop((0, 90, 90))[1][0, 0] > 0
+        # Objects pasted apart are whole 12 x 12 squares: count them as connected pieces.
+        pieces = cc3d.connected_components(ids.astype(np.uint8), connectivity=4)
+        sizes = np.bincount(pieces.ravel())[1:]
+        counts.append(len(sizes) if (sizes == 144).all() else None)
+    apart = [c for c in counts if c is not None]
+    whole = int(paste)
+    assert set(apart) <= {whole, whole + 1}  # never fewer than the whole part, one more at most
+    if paste == whole:
+        assert set(apart) == {whole}
+    else:
+        share = np.mean([c == whole + 1 for c in apart])
+        assert 0.3 < share < 0.7, share  # one more in about half the crops
+    assert len(apart) > 30  # most placements do not touch
 
 
 def test_zoomed_crops_show_real_data_at_window_size():

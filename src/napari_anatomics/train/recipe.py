@@ -95,8 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("elastic", "float", 0.0, "elastic warp strength (voxels)", low=0.0, high=50.0,
             metavar="PX"),
     Setting("copy_paste", "float", 0.5,
-            "share of crops that get a painted object pasted in from elsewhere (objects "
-            "learnt by their look, not their surroundings)", low=0.0, high=1.0, metavar="P"),
+            "painted objects pasted into each crop from elsewhere, on average (0.5: one in "
+            "every other crop, 2: two in each); objects are learnt by their look, not their "
+            "surroundings", low=0.0, high=3.0, metavar="P"),
     Setting("brightness", "float", 0.2, "brightness augmentation: largest shift (std units)",
             low=0.0, high=2.0, metavar="B"),
     Setting("contrast", "float", 0.2, "contrast augmentation: x(1-C) to x(1+C)", low=0.0,

@@ -64,8 +64,9 @@ class CropSampler:
         likely, and large objects dominate.
     augmenter : Augmenter, optional
     paste : float
-        Share of augmented crops that get one more painted object, copied
-        from a random place of the painted data (see :func:`paste_object`).
+        Painted objects pasted into each augmented crop on average, copied
+        from random places of the painted data (see :func:`paste_object`):
+        0.5 puts one into every other crop, 2 two into each.
     """
 
     def __init__(
@@ -217,8 +218,11 @@ class CropSampler:
             mask &= held if held_out else ~held
         if image.shape[1:] != self.window[1:]:
             image, labels, mask = resample_crop(image, labels, mask, self.window[1:])
-        if augment and self.paste > 0 and self.fg_cells.size and self.rng.random() < self.paste:
-            image, labels = self._paste(image, labels, mask)
+        if augment and self.paste > 0 and self.fg_cells.size:
+            # ``paste`` objects on average: its whole part always, one more by chance.
+            whole = int(self.paste)
+            for _ in range(whole + int(self.rng.random() < self.paste - whole)):
+                image, labels = self._paste(image, labels, mask)
         if augment and self.augmenter is not None:
             image, labels, mask = self.augmenter(self.rng, image, labels, mask)
         if self.task == "semantic":
