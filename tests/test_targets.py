@@ -251,9 +251,9 @@ def test_copy_paste_is_the_mean_number_of_objects_pasted_per_crop(paste):
     sampler = CropSampler(data, (1, 64, 64), "instance", rng, augmenter=aug, paste=paste)
     counts = []
     for _ in range(60):
-        ids = sampler.crop((0, 90, 90))[1][0, 0] > 0
+        fg = sampler.crop((0, 90, 90))[1][0, 0] > 0  # the foreground target
         # Objects pasted apart are whole 12 x 12 squares: count them as connected pieces.
-        pieces = cc3d.connected_components(ids.astype(np.uint8), connectivity=4)
+        pieces = cc3d.connected_components(fg.astype(np.uint8), connectivity=4)
         sizes = np.bincount(pieces.ravel())[1:]
         counts.append(len(sizes) if (sizes == 144).all() else None)
     apart = [c for c in counts if c is not None]
