@@ -218,14 +218,19 @@ def test_sampler_draws_small_objects_as_often_as_large_ones(balance):
         assert small < 0.05
 
 
-def test_sampler_pastes_painted_objects_into_crops():
-    # One bright 12 x 12 object in a large dark painted background.
-    labels = np.zeros((2, 96, 96), np.uint16)
+def _one_bright_square(shape: tuple[int, int, int]):
+    """Training data with one bright 12 x 12 object in a large dark painted background, and
+    an augmenter that leaves crops as they are (so pasted objects are whole squares)."""
+    labels = np.zeros(shape, np.uint16)
     labels[:, 10:22, 10:22] = 1
     image = np.where(labels > 0, 200, 50).astype(np.uint8)
     data = prepare_data(da.from_array(image), da.from_array(labels))
+    return data, Augmenter(flips=False, rotations=False, brightness=0, contrast=0)
+
+
+def test_sampler_pastes_painted_objects_into_crops():
+    data, aug = _one_bright_square((2, 96, 96))
     rng = np.random.default_rng(2)
-    aug = Augmenter(flips=False, rotations=False, brightness=0, contrast=0)
     sampler = CropSampler(data, (1, 32, 32), "instance", rng, augmenter=aug, paste=1.0)
     bright = 0
     for _ in range(20):
@@ -241,13 +246,9 @@ def test_sampler_pastes_painted_objects_into_crops():
 
 @pytest.mark.parametrize("paste", [0.5, 1.0, 2.0, 2.5])
 def test_copy_paste_is_the_mean_number_of_objects_pasted_per_crop(paste):
-    # One bright 12 x 12 object; crops of 64 x 64 far from it, on dark painted background.
-    labels = np.zeros((1, 160, 160), np.uint16)
-    labels[:, 10:22, 10:22] = 1
-    image = np.where(labels > 0, 200, 50).astype(np.uint8)
-    data = prepare_data(da.from_array(image), da.from_array(labels))
+    # Crops of 64 x 64 far from the object, on dark painted background.
+    data, aug = _one_bright_square((1, 160, 160))
     rng = np.random.default_rng(3)
-    aug = Augmenter(flips=False, rotations=False, brightness=0, contrast=0)
     sampler = CropSampler(data, (1, 64, 64), "instance", rng, augmenter=aug, paste=paste)
     counts = []
     for _ in range(60):
