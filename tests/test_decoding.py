@@ -92,3 +92,23 @@ def test_the_strongest_thinning_near_the_best_is_chosen():
     chosen = grid[choose_trial(grid, scores)]
     assert chosen["seed_depth"] == 0.7 and chosen["min_seed_size"] == round(0.02 * 70_000)
     assert chosen["seed_erosion"] == round(0.1 * 95)
+
+
+def test_a_larger_minimum_seed_wins_over_a_deeper_seed_depth():
+    # The chloroplast seed-2 pattern: depth 0.7 ties only with mid-sized minimum seeds,
+    # depth 0.5 with the largest; the largest minimum seed is chosen, at depth 0.5.
+    from napari_anatomics.train.decoding import choose_trial
+
+    grid = instance_grid({"median_diameter": 95, "median_volume": 70_000})
+    largest = max(t["min_seed_size"] for t in grid)
+
+    def score(t):
+        if t["seed_erosion"] or t["seed_depth"] == 0:
+            return 0.70
+        if t["seed_depth"] == 0.7 and t["min_seed_size"] == largest:
+            return 0.76  # deep seeds and large minimum: small objects lose every seed
+        return 0.85 if t["seed_depth"] == 0.7 or t["min_seed_size"] else 0.78
+
+    chosen = grid[choose_trial(grid, [score(t) for t in grid])]
+    assert (chosen["seed_erosion"], chosen["seed_depth"]) == (0, 0.5)
+    assert chosen["min_seed_size"] == largest

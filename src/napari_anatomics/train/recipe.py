@@ -94,9 +94,9 @@ SETTINGS: tuple[Setting, ...] = (
             "vary", low=0.0, high=2.0, metavar="S"),
     Setting("elastic", "float", 0.0, "elastic warp strength (voxels)", low=0.0, high=50.0,
             metavar="PX"),
-    Setting("copy_paste", "float", 0.5,
-            "painted objects pasted into each crop from elsewhere, on average (0.5: one in "
-            "every other crop, 2: two in each); objects are learnt by their look, not their "
+    Setting("copy_paste", "float", 2.0,
+            "painted objects pasted into each crop from elsewhere, on average (2: two in "
+            "each, 0.5: one in every other crop); objects are learnt by their look, not their "
             "surroundings", low=0.0, high=3.0, metavar="P"),
     Setting("brightness", "float", 0.2, "brightness augmentation: largest shift (std units)",
             low=0.0, high=2.0, metavar="B"),
