@@ -57,9 +57,9 @@ MIN_HELD_OUT_OBJECTS = 8
 MIN_HELD_OUT_VOXELS = 2000
 #: Instance trials within this AP@0.5 of the best count as equal (the strongest thinning
 #: wins; on the chloroplast benchmark's 33 painted objects, two objects are 0.06). On the saved
-#: maps of eight chloroplast runs every tolerance from 0.06 to 0.08 made the same choices; 0.05
-#: one worse (a lone best trial at seed depth 0.7 that split objects), 0.09 and over worse in
-#: six. Picked looking at those runs' test strips: the fresh runs of the benchmark confirm it.
+#: maps of eight chloroplast runs 0.07 and 0.08 made the same choices; 0.06 one worse and 0.05
+#: two (a lone best trial at seed depth 0.7 that split objects), 0.09 and over worse in six.
+#: Picked looking at those runs' test strips: the benchmark's later fresh runs are its test.
 AP_TOLERANCE = 0.07
 #: Largest region predicted for tuning (voxels, full resolution).
 MAX_TUNING_VOXELS = 48e6
