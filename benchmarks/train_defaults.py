@@ -291,6 +291,8 @@ def main() -> None:
     args = p.parse_args()
     spec = DATASETS[args.dataset]
     if args.rescore:
+        if args.dataset != "chloroplasts" or args.work is None:
+            p.error("--rescore: give chloroplasts and the finished run's folder with --work")
         found = np.asarray(zarr.open_group(str(args.work / "pred.zarr"), mode="r")["labels"])
         row = score_instances(found, tifffile.imread(args.work / "test_labels.tif"))
         print(json.dumps({"work": str(args.work)} | row))
