@@ -135,7 +135,7 @@ def test_mixed_precision_that_fails_its_first_check_trains_in_float32(
     events = []
     folder = run_job(train(*synthetic, TINY, tmp_path / "m"), events.append)
     notes = [e.message for e in events if e.note]
-    assert notes[0].startswith("recipe: instance, resunet3d")
+    assert notes[0].startswith("recipe: instance, resunet3d on cpu, 1 thread, ")
     assert "bfloat16 failed its check" in notes[1] and "float32" in notes[1]
     rows = list(csv.DictReader((folder / "history.csv").open()))
     assert {r["precision"] for r in rows} == {"float32"}

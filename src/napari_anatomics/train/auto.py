@@ -203,7 +203,8 @@ def default_window(architecture: str) -> tuple[int, int, int]:
 def describe_recipe(config: TrainConfig, why: dict[str, str], device: torch.device) -> str:
     """One line naming the recipe of a run (the data-decided settings with their reason)."""
     chosen = "; ".join(f"{k} {v}" for k, v in why.items())
-    threads = f", {config.threads} threads" if device.type == "cpu" else ""
+    plural = "s" if config.threads != 1 else ""
+    threads = f", {config.threads} thread{plural}" if device.type == "cpu" else ""
     return (
         f"recipe: {config.task}, {config.architecture} on {device.type}{threads}, "
         f"downsample {','.join(map(str, config.downsample))}, batch {config.batch}, "
